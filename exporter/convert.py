@@ -1,0 +1,46 @@
+"""tf.function -> ONNX with tf2onnx, plus the fixes fexport applies to the result."""
+
+from __future__ import annotations
+
+import logging
+
+import onnx
+
+from fexport.errors import ConversionError
+
+DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 and every onnxruntime >= 1.14
+BATCH_DIM = "batch"
+
+
+def to_onnx(function, opset=DEFAULT_OPSET) -> onnx.ModelProto:
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    try:
+        proto, _ = tf2onnx.convert.from_function(
+            function, input_signature=function.input_signature, opset=opset)
+    except Exception as exc:  # tf2onnx raises untyped errors from deep inside its handlers
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:400]
+        raise ConversionError(f"tf2onnx could not convert the model: {type(exc).__name__}: "
+                              f"{first_line}. Try another --opset, or report the model and "
+                              "layer to fexport.") from exc
+    name_batch_dimension(proto)
+    return proto
+
+
+def name_batch_dimension(proto) -> None:
+    """tf2onnx names the dynamic batch 'unk__N'; call it 'batch' in the inputs and outputs."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param:
+            dims[0].dim_param = BATCH_DIM
+
+
+def attach_contract(proto, contract) -> None:
+    from fexport.runtime.contract import METADATA_KEY
+
+    for entry in list(proto.metadata_props):
+        if entry.key == METADATA_KEY:
+            proto.metadata_props.remove(entry)
+    proto.metadata_props.add(key=METADATA_KEY, value=contract.to_json())
+    proto.producer_name = "fexport"

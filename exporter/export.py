@@ -1,0 +1,234 @@
+"""The export pipeline: load, cut, add head and preprocessing, convert, verify, save."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fexport import __version__, models
+from fexport.errors import LayerError, UsageError, VerificationError
+from fexport.runtime.contract import Contract, InputSpec
+
+from . import convert, cut, graph, heads, load, save
+from . import verify as verification
+
+RECOMMENDED = "recommended"
+
+
+@dataclass
+class ExportOptions:
+    source: str  # registry name or model path
+    layers: list = field(default_factory=lambda: [RECOMMENDED])
+    head: str = "flatten"
+    weights: str = "imagenet"
+    input_size: tuple[int, int] | None = None
+    layout: str = "nhwc"
+    input_dtype: str = "float32"
+    batch: int | None = None
+    preprocess: str | None = None  # None: the registry's mode, or "none" for a file
+    bake_preprocessing: bool = True
+    flatten_order: str = "nhwc"
+    output: str | None = None
+    saved_model: str | None = None
+    opset: int = convert.DEFAULT_OPSET
+    verify: bool = True
+    verify_images: list = field(default_factory=list)
+    rtol: float = verification.DEFAULT_RTOL
+    min_cosine: float = verification.DEFAULT_MIN_COSINE
+    unsafe: bool = False
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    contract: Contract
+    written: list[str]
+    report: dict | None
+
+
+@dataclass
+class Prepared:
+    """A loaded and cut model with everything the graph and the contract need."""
+
+    cut_model: object
+    source: load.Source
+    layer_names: list[str]
+    input_spec: InputSpec
+    mode: str
+    spec: object  # the registry ModelSpec, or None for a file
+
+
+def export(options: ExportOptions) -> ExportResult:
+    _check_options(options)
+    prepared = prepare(options)
+    contract = make_contract(prepared, options)
+    function = graph.feature_function(
+        prepared.cut_model, contract.input, prepared.mode if options.bake_preprocessing
+        else "none", options.head, options.flatten_order, contract.output_name)
+    proto = convert.to_onnx(function, options.opset)
+    report = _verify(proto, contract, prepared, options) if options.verify else None
+    contract.verification = _summary(report)
+    written = save.save_all(proto, function, contract, options.output, options.saved_model)
+    if report and not report["passed"]:
+        raise VerificationError(_failure_message(report, written), report)
+    return ExportResult(contract, written, report)
+
+
+def _check_options(options):
+    if not options.output and not options.saved_model:
+        raise UsageError("nothing to write: pass -o FILE.onnx and/or --saved-model DIR")
+    if options.output and not str(options.output).endswith(".onnx"):
+        raise UsageError(f"-o {options.output}: the ONNX output must end in .onnx")
+    choices = {"layout": ("nhwc", "nchw"), "input_dtype": ("float32", "uint8"),
+               "flatten_order": heads.FLATTEN_ORDERS, "head": heads.HEADS}
+    for name, allowed in choices.items():
+        if getattr(options, name) not in allowed:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(options, name)!r}: expected "
+                             f"one of {', '.join(allowed)}")
+    if options.head == "none" and len(options.layers) > 1:
+        raise UsageError("--head none keeps each layer's raw tensor, which cannot be joined; "
+                         "use --head flatten/avg/max with several --layer options")
+
+
+def prepare(options) -> Prepared:
+    """Load the model, choose its layers and fix its input: everything but the conversion."""
+    selectors = [cut.parse_selector(s) for s in options.layers]
+    model, source, spec = _load(options, selectors)
+    layers = [_resolve(model, spec, s) for s in selectors]
+    input_spec = _input_spec(model, options)
+    cut_model = fix_input_size(cut.cut(model, layers), input_spec)
+    mode = options.preprocess or (spec.preprocessing if spec else "none")
+    models.preprocessing.check_mode(mode, input_spec.channels)
+    for layer, shape in zip(layers, _output_shapes(cut_model)):
+        heads.check(options.head, shape, layer.name)
+    return Prepared(cut_model, source, [layer.name for layer in layers], input_spec, mode, spec)
+
+
+def _load(options, selectors):
+    spec = None if Path(options.source).exists() else models.get(options.source)
+    top = bool(spec) and cut.needs_top(spec, selectors)
+    model, source = load.load(options.source, options.weights, top, options.input_size,
+                              options.seed, options.unsafe)
+    if spec and not top and not _all_found(model, selectors):
+        # A layer of the top that the registry does not list (Keras names some automatically).
+        model, source = load.load(options.source, options.weights, True, options.input_size,
+                                  options.seed, options.unsafe)
+    return model, source, spec
+
+
+def _all_found(model, selectors):
+    names = {layer.name for layer in model.layers}
+    return all(s == RECOMMENDED or s in names for s in selectors if isinstance(s, str))
+
+
+def _resolve(model, spec, selector):
+    if selector != RECOMMENDED:
+        return cut.resolve(model, selector)
+    if spec and spec.feature_layer:
+        return model.get_layer(spec.feature_layer)
+    if spec:
+        return model.layers[-1]  # built without top: its output is the backbone's
+    return cut.penultimate(model)
+
+
+def _input_spec(model, options) -> InputSpec:
+    shape = _single_input_shape(model)
+    height, width, channels = shape[1:4]
+    if options.input_size:
+        fixed = (height, width)
+        if None not in fixed and tuple(options.input_size) != fixed:
+            raise UsageError(f"the model takes {height}x{width} images; --input-size "
+                             f"{options.input_size[0]} {options.input_size[1]} does not fit it")
+        height, width = options.input_size
+    if height is None or width is None:
+        raise LayerError(f"the model's input is {_fmt(shape)} with unknown height/width; pass "
+                         "--input-size H W")
+    return InputSpec("images", int(height), int(width), int(channels), options.layout,
+                     options.input_dtype, options.batch)
+
+
+def _single_input_shape(model):
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] not in (1, 3):
+        raise UsageError(f"fexport exports image models with one (N, H, W, 1|3) input; this "
+                         f"model's inputs are {shapes}")
+    return tuple(shapes[0])
+
+
+def fix_input_size(cut_model, spec: InputSpec):
+    """Re-apply a model with unknown height/width to a fixed-size input, so shapes are known."""
+    if tuple(cut_model.inputs[0].shape)[1:3] == (spec.height, spec.width):
+        return cut_model
+    keras_module = cut.keras_module(cut_model)
+    fixed = keras_module.Input(shape=(spec.height, spec.width, spec.channels))
+    return keras_module.Model(fixed, cut_model(fixed), name=f"{cut_model.name}_fixed")
+
+
+def _output_shapes(cut_model):
+    shapes = cut_model.output_shape
+    return shapes if isinstance(shapes, list) else [shapes]
+
+
+def make_contract(prepared: Prepared, options) -> Contract:
+    dims = [heads.feature_dim(options.head, s) for s in _output_shapes(prepared.cut_model)]
+    source = prepared.source
+    return Contract(
+        source=source.name, source_kind=source.kind, weights=source.weights,
+        layers=prepared.layer_names, head=options.head, input=prepared.input_spec,
+        preprocessing=prepared.mode, preprocessing_baked=options.bake_preprocessing,
+        feature_dim=sum(dims), flatten_order=options.flatten_order, seed=source.seed,
+        include_top=source.include_top, versions=_versions(source, options.opset))
+
+
+def _versions(source, opset) -> dict:
+    import keras
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    versions = {"fexport": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+                "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "opset": opset}
+    if source.loader == "tf_keras":
+        import tf_keras
+
+        versions["tf_keras"] = tf_keras.__version__
+    return versions
+
+
+def reference_for(prepared: Prepared, options) -> verification.Reference:
+    preprocess = verification.keras_preprocess(prepared.mode, prepared.spec)
+    return verification.Reference(prepared.cut_model, preprocess, options.head, options.flatten_order)
+
+
+def _verify(proto, contract, prepared, options) -> dict:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return verification.verify(session, contract, reference_for(prepared, options),
+                         options.verify_images, options.rtol, options.min_cosine)
+
+
+def _summary(report) -> dict | None:
+    if report is None:
+        return None
+    checks = report["checks"]
+    return {"passed": report["passed"], "rtol": report["rtol"],
+            "min_cosine_threshold": report["min_cosine"], "checks": len(checks),
+            "max_rel": max(c["max_rel"] for c in checks),
+            "min_cosine": min(c["min_cosine"] for c in checks)}
+
+
+def _failure_message(report, written) -> str:
+    worst = [c for c in report["checks"] if not c["passed"]][0]
+    if worst["keras_shape"] != worst["onnx_shape"]:
+        what = f"shape {worst['onnx_shape']} but Keras gives {worst['keras_shape']}"
+    else:
+        what = (f"max rel error {worst['max_rel']:.3g} (limit {report['rtol']:g}), min cosine "
+                f"{worst['min_cosine']:.6f} (limit {report['min_cosine']:g})")
+    return (f"verification failed on {worst['label']}: {what}. The files were kept for "
+            f"inspection: {', '.join(written)}. Loosen --rtol/--min-cosine only if the "
+            "difference is explained.")
+
+
+def _fmt(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

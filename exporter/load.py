@@ -1,0 +1,160 @@
+"""Load a model: a registry name (with imagenet, random or file weights) or the user's own file.
+
+Keras 3 reads `.keras` and most `.h5`; files written by Keras 2 / tf.keras 2.x that Keras 3
+cannot read, and SavedModel directories, fall back to tf_keras. Safe mode stays on: a model
+with a Lambda layer (arbitrary Python) is refused unless the caller passes `unsafe=True`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fexport import models as registry
+from fexport.errors import ModelLoadError, ModelNotFoundError, UsageError, WeightsUnavailableError
+
+KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+@dataclass
+class Source:
+    """Where a model came from, as the contract records it."""
+
+    name: str  # registry name, or the absolute path of the user's file
+    kind: str  # "registry" or "file"
+    weights: str = "none"
+    seed: int | None = None
+    include_top: bool = False
+    loader: str = "keras"  # "keras" or "tf_keras": which Keras built the model
+
+
+def is_registry_name(source: str) -> bool:
+    return not os.path.exists(source) and registry.find(source) is not None
+
+
+def load(source, weights="imagenet", include_top=False, input_size=None, seed=0, unsafe=False):
+    """(model, Source) for a registry name or a model file/directory."""
+    if os.path.exists(source):
+        if weights not in ("imagenet", "none", None):
+            raise UsageError("--weights applies to registry models; a model file carries its "
+                             "own weights")
+        return load_file(source, unsafe)
+    spec = registry.get(source)  # raises ModelNotFoundError with suggestions
+    model = build_registry_model(spec, weights, include_top, input_size, seed)
+    seed = seed if weights in ("none", None) else None
+    return model, Source(spec.name, "registry", _weights_label(weights), seed, include_top)
+
+
+def _weights_label(weights) -> str:
+    if weights in (None, "none"):
+        return "none"
+    return weights if weights == "imagenet" else str(Path(weights).resolve())
+
+
+def build_registry_model(spec, weights, include_top, input_size=None, seed=0):
+    import keras
+
+    kwargs = dict(include_top=include_top, weights=_keras_weights(weights))
+    size = tuple(input_size) if input_size else spec.input_size
+    if size != spec.input_size or not include_top:
+        kwargs["input_shape"] = (*size, 3)
+    if kwargs["weights"] is None:
+        keras.utils.set_random_seed(seed)  # random init is reproducible, so `verify` can redo it
+    constructor = _constructor(spec)
+    try:
+        return constructor(**kwargs)
+    except Exception as exc:
+        raise _weights_error(spec, weights, exc) from exc
+
+
+def _keras_weights(weights):
+    if weights in (None, "none"):
+        return None
+    if weights != "imagenet" and not os.path.exists(weights):
+        raise WeightsUnavailableError(f"weights file {weights!r} does not exist; pass "
+                                      "--weights imagenet, --weights none or an existing file")
+    return weights
+
+
+def _constructor(spec):
+    module, _, name = spec.constructor.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _weights_error(spec, weights, exc):
+    text = str(exc)
+    url = re.search(r"https?://\S+?\.h5", text)
+    if weights == "imagenet" and url:
+        cached = KERAS_CACHE / url.group(0).rsplit("/", 1)[-1]
+        return WeightsUnavailableError(
+            f"cannot download the imagenet weights of {spec.name} ({text.split(' -- ')[-1]}); "
+            f"Keras looked for them in {cached}. Copy that file there, or pass --weights none "
+            "(random init) or --weights PATH.")
+    if isinstance(exc, ValueError):
+        return UsageError(f"Keras cannot build {spec.name} this way: {text.splitlines()[0]}")
+    return ModelLoadError(f"building {spec.name} failed: {type(exc).__name__}: {text[:300]}")
+
+
+def load_file(path, unsafe=False):
+    """Try each loader that fits the file; one clear error naming every loader tried."""
+    path = str(Path(path).resolve())
+    _refuse_lambda(path, unsafe)
+    failures = []
+    for name, loader in _loaders_for(path):
+        try:
+            return loader(path, unsafe), Source(path, "file", "file", None, True, name)
+        except Exception as exc:  # each loader fails in its own way; we report them all
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                            if str(exc) else f"{name}: {type(exc).__name__}")
+    raise ModelLoadError(f"cannot load {path}; tried " + "; ".join(failures) +
+                         ". Expected a Keras .keras file, a Keras 2/tf.keras .h5 file or a "
+                         "TF 2.x Keras SavedModel directory.")
+
+
+def _loaders_for(path):
+    if os.path.isdir(path):
+        return [("tf_keras", _tf_keras_load)]
+    if path.endswith(".keras"):
+        return [("keras", _keras_load)]
+    return [("keras", _keras_load), ("tf_keras", _tf_keras_load)]
+
+
+def _keras_load(path, unsafe):
+    import keras
+
+    return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+
+
+def _tf_keras_load(path, unsafe):
+    import tf_keras
+
+    return tf_keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+
+
+def _refuse_lambda(path, unsafe):
+    """tf_keras runs a Lambda's marshalled bytecode from .h5 without asking; we ask first."""
+    if unsafe or not (path.endswith((".h5", ".hdf5")) and os.path.isfile(path)):
+        return
+    config = _h5_model_config(path)
+    if config and '"class_name": "Lambda"' in config.replace("'", '"'):
+        raise ModelLoadError(
+            f"{path} contains a Lambda layer, whose Python code fexport does not run by "
+            "default (Keras safe mode). If you trust the file, pass --unsafe.")
+
+
+def _h5_model_config(path) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load {path}: not a readable HDF5 file ({exc}); the file "
+                             "may be truncated or not a Keras model") from exc
+    if isinstance(config, bytes):
+        config = config.decode("utf-8")
+    return json.dumps(json.loads(config)) if config else None

@@ -1,0 +1,38 @@
+"""Write the artifacts atomically: the ONNX file (contract in its metadata) and the SavedModel
+(contract in a sidecar file), each appearing whole or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fexport.runtime import atomic
+
+from . import convert
+
+SIDECAR = "fexport_contract.json"
+
+
+def save_all(proto, function, contract, onnx_path=None, saved_model_dir=None) -> list[str]:
+    written = []
+    if onnx_path:
+        save_onnx(proto, contract, onnx_path)
+        written.append(str(onnx_path))
+    if saved_model_dir:
+        save_saved_model(function, contract, saved_model_dir)
+        written.append(str(saved_model_dir))
+    return written
+
+
+def save_onnx(proto, contract, path) -> None:
+    convert.attach_contract(proto, contract)
+    atomic.write_bytes(path, proto.SerializeToString())
+
+
+def save_saved_model(function, contract, directory) -> None:
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.features = function
+    with atomic.atomic_path(directory, directory=True) as tmp:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": function})
+        (Path(tmp) / SIDECAR).write_text(contract.to_json())

@@ -1,0 +1,144 @@
+"""Check an exported model against Keras on the same inputs, one line per check.
+
+The reference is Keras itself: Keras's own `preprocess_input`, the cut Keras model's `predict`
+and the numpy heads. The candidate is the ONNX file in an onnxruntime session, fed through the
+runtime's own input conversion. A shape mismatch fails whatever the tolerances.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from fexport.runtime import images
+from fexport.runtime.extractor import to_model_input
+
+from . import heads
+
+# Scale-relative error: max|onnx - keras| / max|keras|. Measured on keras.applications with
+# random weights, conversions land between 1e-7 and 2.4e-6 (float32 sums in a different order in
+# MLAS than in oneDNN/Eigen); 1e-4 leaves 40x room for deeper nets and pretrained weights, while
+# a real conversion defect (a wrong op, axis or constant) shows as 1e-2 or more.
+DEFAULT_RTOL = 1e-4
+# Per-row cosine similarity: rounding noise of 1e-4 relative costs at most ~1e-8 of cosine, so
+# 0.9999 never fails on noise and still catches a feature vector pointing the wrong way.
+DEFAULT_MIN_COSINE = 0.9999
+RANDOM_BATCHES = (1, 3)
+IMAGE_BATCH = 8
+
+
+@dataclass
+class Check:
+    label: str
+    keras_shape: tuple
+    onnx_shape: tuple
+    max_abs: float
+    max_rel: float
+    min_cosine: float
+    passed: bool
+
+    def line(self) -> str:
+        mark = "ok  " if self.passed else "FAIL"
+        if self.keras_shape != self.onnx_shape:
+            return (f"{mark} {self.label}: shape mismatch, keras {self.keras_shape} vs onnx "
+                    f"{self.onnx_shape}")
+        return (f"{mark} {self.label}: shape {self.onnx_shape}  max abs {self.max_abs:.3g}  "
+                f"max rel {self.max_rel:.3g}  min cosine {self.min_cosine:.7f}")
+
+
+@dataclass
+class Reference:
+    """Everything needed to compute Keras's answer for a batch of RGB pixel values."""
+
+    cut_model: object
+    preprocess: object  # float32 NHWC pixels -> network input, Keras's own function
+    head: str
+    flatten_order: str
+
+    def features(self, pixels: np.ndarray) -> np.ndarray:
+        outputs = self.cut_model.predict(self.preprocess(pixels.copy()), verbose=0,
+                                         batch_size=IMAGE_BATCH)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        parts = [heads.apply_numpy(self.head, np.asarray(o), self.flatten_order)
+                 for o in outputs]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def keras_preprocess(mode, registry_spec=None):
+    """Keras's own preprocess_input for `mode`, the function a Keras user would call."""
+    if mode == "none":
+        return lambda x: x
+    if registry_spec is not None and registry_spec.preprocessing == mode:
+        module, _, name = registry_spec.preprocess_function.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+    from keras.applications import imagenet_utils
+
+    return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
+
+
+def compare(label, expected, actual, rtol, min_cosine) -> Check:
+    if expected.shape != actual.shape:
+        return Check(label, expected.shape, actual.shape, np.inf, np.inf, -1.0, False)
+    diff = np.abs(expected.astype(np.float64) - actual)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = max_abs / max(float(np.abs(expected).max()) if diff.size else 0.0, 1e-30)
+    cosine = float(row_cosines(expected, actual).min()) if diff.size else 1.0
+    passed = max_rel <= rtol and cosine >= min_cosine
+    return Check(label, expected.shape, actual.shape, max_abs, max_rel, cosine, passed)
+
+
+def row_cosines(a, b) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = (a * b).sum(axis=1)
+    both_zero = (norms == 0) & (np.abs(a).sum(1) == np.abs(b).sum(1))
+    return np.where(both_zero, 1.0, dots / np.where(norms == 0, 1.0, norms))
+
+
+def verification_inputs(contract, image_paths=(), seed=0):
+    """(label, float32 NHWC pixels) pairs: random batches, then real images in batches."""
+    spec = contract.input
+    rng = np.random.default_rng(seed)
+    sizes = (spec.batch,) if spec.batch else RANDOM_BATCHES
+    for n in sizes:
+        shape = (n, spec.height, spec.width, spec.channels)
+        yield f"random pixels, batch {n}", rng.integers(0, 256, shape).astype(np.float32)
+    options = images.LoadOptions(spec.height, spec.width, spec.channels)
+    step = spec.batch or IMAGE_BATCH
+    for start in range(0, len(image_paths), step):
+        chunk = image_paths[start:start + step]
+        pixels = np.stack([images.load(p, options) for p in chunk])
+        if spec.batch and len(chunk) < spec.batch:
+            pixels = np.concatenate([pixels, np.zeros((spec.batch - len(chunk),
+                                                       *pixels.shape[1:]), np.float32)])
+        yield f"images {start + 1}-{start + len(chunk)}", pixels
+
+
+def run_onnx(session, contract, pixels) -> np.ndarray:
+    feed = {contract.input.name: to_model_input(contract, pixels)}
+    return np.asarray(session.run([contract.output_name], feed)[0])
+
+
+def verify(session, contract, reference, image_paths=(), rtol=DEFAULT_RTOL,
+           min_cosine=DEFAULT_MIN_COSINE) -> dict:
+    """Compare every verification input; a report dict with one entry per check."""
+    checks = [compare(label, reference.features(pixels), run_onnx(session, contract, pixels),
+                      rtol, min_cosine)
+              for label, pixels in verification_inputs(contract, list(image_paths))]
+    return {"passed": all(c.passed for c in checks), "rtol": rtol, "min_cosine": min_cosine,
+            "checks": [_as_json(c) for c in checks]}
+
+
+def _as_json(check: Check) -> dict:
+    data = asdict(check)
+    data["keras_shape"], data["onnx_shape"] = list(check.keras_shape), list(check.onnx_shape)
+    return data
+
+
+def report_lines(report) -> list[str]:
+    return [Check(**{**c, "keras_shape": tuple(c["keras_shape"]),
+                     "onnx_shape": tuple(c["onnx_shape"])}).line() for c in report["checks"]]

@@ -1,0 +1,61 @@
+"""The few typed exceptions fexport raises.
+
+Every message says what was received, what was expected and how to fix it. Library code raises
+these; only the CLI turns them into one line and an exit code.
+"""
+
+
+class FexportError(Exception):
+    """Base class: an error whose message is meant for the user as it is."""
+
+    exit_code = 1
+
+
+class UsageError(FexportError):
+    """The arguments do not make sense together (exit status 2, like a usage error)."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(FexportError):
+    """An unknown registry name or a path that does not exist."""
+
+
+class ModelLoadError(FexportError):
+    """A model file exists but no loader could read it."""
+
+
+class WeightsUnavailableError(FexportError):
+    """Pretrained weights could not be downloaded or read."""
+
+
+class LayerError(FexportError):
+    """A layer name or index that the model does not have, or a head that does not fit it."""
+
+
+class ConversionError(FexportError):
+    """tf2onnx could not convert the cut model."""
+
+
+class VerificationError(FexportError):
+    """The exported model's outputs differ from Keras beyond tolerance, or in shape."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+class ContractError(FexportError):
+    """An ONNX file lacks fexport metadata, or carries metadata this version cannot read."""
+
+
+class ImageError(FexportError):
+    """One input image could not be read or converted."""
+
+
+class DeviceError(FexportError):
+    """The requested execution device (CUDA) is not available."""
+
+
+class OutputError(FexportError):
+    """An output path that cannot be written, or would be overwritten without --overwrite."""

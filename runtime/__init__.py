@@ -1,0 +1,6 @@
+"""The lean half of fexport: numpy, pillow and onnxruntime only, never TensorFlow."""
+
+from .contract import Contract, InputSpec
+from .extractor import Batch, FeatureExtractor
+
+__all__ = ["Batch", "Contract", "FeatureExtractor", "InputSpec"]

@@ -1,0 +1,177 @@
+"""The public feature extractor: images in, float32 (N, d) features out."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fexport.errors import FexportError, ImageError, UsageError
+from fexport.models import preprocessing
+
+from . import images, session as sessions
+from .contract import METADATA_KEY, Contract, plain_contract
+
+
+@dataclass
+class Batch:
+    """One batch's result: features of the inputs that loaded, and why the others did not."""
+
+    keys: list[str]
+    features: np.ndarray
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FeatureExtractor:
+    """Extract features with an fexport ONNX model, using only numpy, pillow and onnxruntime.
+
+    `device` is "auto" (CUDA when it really loads, else CPU with a warning), "cpu" or "cuda"
+    (raises DeviceError when CUDA does not load). For an ONNX file made elsewhere pass
+    `input_size=(height, width)`. One extractor may be shared by many threads.
+    """
+
+    def __init__(self, path, device="auto", threads=None, *, input_size=None, resample="nearest",
+                 keep_aspect=False, exif=False, workers=4):
+        self._settings = dict(path=str(path), device=device, threads=threads,
+                              input_size=input_size, resample=resample,
+                              keep_aspect=keep_aspect, exif=exif, workers=workers)
+        self._open(**self._settings)
+
+    def _open(self, path, device, threads, input_size, resample, keep_aspect, exif, workers):
+        self.path, self.workers = path, max(1, int(workers))
+        self.session = sessions.open_session(path, device, threads)
+        self.contract = read_contract(self.session, path, input_size)
+        spec = self.contract.input
+        self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
+                                               keep_aspect, exif)
+
+    def __getstate__(self):
+        return self._settings
+
+    def __setstate__(self, settings):
+        self._settings = settings
+        self._open(**settings)
+
+    @property
+    def device(self) -> str:
+        return sessions.device_of(self.session)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.contract.feature_dim
+
+    def __call__(self, inputs, batch_size=32):
+        return self.extract(inputs, batch_size)
+
+    def extract(self, inputs, batch_size=32) -> np.ndarray:
+        """Features for every input, row i for input i; raises ImageError on a bad input."""
+        parts = [batch.features for batch in self.stream(inputs, batch_size, on_error="raise")]
+        if not parts:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return np.concatenate(parts)
+
+    def stream(self, inputs, batch_size=32, on_error="skip"):
+        """Yield a Batch per `batch_size` inputs, decoding ahead in threads; bounded memory."""
+        if on_error not in ("skip", "raise"):
+            raise UsageError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+        decoded = self._decode(_lazy_inputs(inputs), window=2 * batch_size + self.workers)
+        while chunk := list(itertools.islice(decoded, batch_size)):
+            failures = [(key, str(error)) for key, _, error in chunk if error]
+            if failures and on_error == "raise":
+                raise ImageError(failures[0][1])
+            good = [(key, array) for key, array, error in chunk if not error]
+            features = self.predict([a for _, a in good]) if good else self._empty()
+            yield Batch([key for key, _ in good], features, failures)
+
+    def predict(self, arrays) -> np.ndarray:
+        """Features for float32 (H, W, C) pixel arrays already at the model's size."""
+        batch = to_model_input(self.contract, np.stack(arrays))
+        size = self.contract.input.batch
+        if size and len(batch) != size:
+            return np.concatenate([self._run_padded(batch[i:i + size], size)
+                                   for i in range(0, len(batch), size)])
+        return self._run(batch)
+
+    def _run_padded(self, batch, size):
+        padding = np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)
+        return self._run(np.concatenate([batch, padding]))[:len(batch)]
+
+    def _run(self, batch):
+        out = sessions.run(self.session, self.contract.input.name, self.contract.output_name,
+                           batch)
+        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+
+    def _empty(self):
+        return np.zeros((0, self.feature_dim), np.float32)
+
+    def _decode(self, items, window):
+        """(key, array, error) per item, in order, with at most `window` decodes in flight."""
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="fexport-decode") as pool:
+            pending = collections.deque()
+            for item in items:
+                pending.append((images.describe(item), pool.submit(images.load, item,
+                                                                   self.load_options)))
+                if len(pending) >= window:
+                    yield _settle(*pending.popleft())
+            while pending:
+                yield _settle(*pending.popleft())
+
+
+def _settle(key, future):
+    try:
+        return key, future.result(), None
+    except FexportError as exc:
+        return key, None, exc
+
+
+def _lazy_inputs(inputs):
+    """Expand folders and split NHWC arrays without materialising a generator of inputs."""
+    if isinstance(inputs, (str, bytes, np.ndarray)) or not hasattr(inputs, "__iter__"):
+        inputs = [inputs]
+    for item in inputs:
+        yield from images.split_batch_arrays(images.expand_inputs(item))
+
+
+def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
+    """float32 NHWC RGB pixels 0..255 -> what the ONNX input takes (dtype, layout, preprocessing)."""
+    spec = contract.input
+    if not contract.preprocessing_baked:
+        pixels = preprocessing.apply(contract.preprocessing, pixels)
+    if spec.dtype == "uint8":
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    if spec.layout == "nchw":
+        pixels = pixels.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(pixels)
+
+
+def read_contract(session, path, input_size=None) -> Contract:
+    """The model's fexport contract, or one inferred from its input when it has none."""
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if text:
+        return Contract.from_json(text)
+    if input_size is None:
+        raise UsageError(f"{path} has no fexport metadata, so its input size is unknown; pass "
+                         "input_size=(height, width) (CLI: --input-size H W), or export the "
+                         "model with fexport")
+    return _infer_contract(session, *input_size)
+
+
+def _infer_contract(session, height, width) -> Contract:
+    inp, out = session.get_inputs()[0], session.get_outputs()[0]
+    shape = [d if isinstance(d, int) else None for d in inp.shape]
+    if len(shape) != 4:
+        raise UsageError(f"the model's input {inp.name!r} has shape {inp.shape}; fexport needs "
+                         "a 4-D image input (N, H, W, C) or (N, C, H, W)")
+    layout = "nchw" if shape[1] in (1, 3) and shape[3] not in (1, 3) else "nhwc"
+    channels = shape[1] if layout == "nchw" else shape[3]
+    dtype = "uint8" if inp.type == "tensor(uint8)" else "float32"
+    dim = out.shape[-1] if isinstance(out.shape[-1], int) else 0
+    return plain_contract(inp.name, int(height), int(width), channels or 3, layout, dtype,
+                          dim, out.name)

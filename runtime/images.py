@@ -1,0 +1,183 @@
+"""Image loading that reproduces Keras, and the one rule for converting any image to the model.
+
+By default an image is read exactly as `keras.utils.load_img(path, target_size=(h, w),
+interpolation="nearest")` followed by `keras.utils.img_to_array` reads it, so features match a
+Keras pipeline bit for bit. The rule for odd images is Keras's, because it is PIL's `convert`:
+
+- models with 3 channels get `convert("RGB")`: grayscale is replicated, the alpha of RGBA/LA is
+  dropped (not composited), palette and CMYK are mapped to RGB, 16-bit grayscale is clipped to
+  0..255;
+- models with 1 channel get `convert("L")` (ITU-R 601 luma) unless the image is already
+  grayscale at 8, 16 or 32 bits, which is kept as it is (so 16-bit values stay 0..65535);
+- animated images (GIF, APNG, WebP) contribute their first frame;
+- EXIF orientation is ignored unless `exif=True` (Keras ignores it too).
+
+Pillow's decompression-bomb limit stays on: an image above twice `Image.MAX_IMAGE_PIXELS` is
+refused before it is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from fexport.errors import ImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".ppm", ".pgm", ".pbm", ".jfif")
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+GRAYSCALE_MODES = ("L", "I;16", "I")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How images become arrays; the defaults are Keras's."""
+
+    height: int
+    width: int
+    channels: int = 3
+    resample: str = "nearest"
+    keep_aspect: bool = False  # center-crop to the target aspect ratio before resizing
+    exif: bool = False  # apply the EXIF orientation tag
+
+    def __post_init__(self):
+        if self.resample not in RESAMPLING:
+            from fexport.errors import UsageError
+            raise UsageError(f"unknown resampling {self.resample!r}; expected one of "
+                             f"{', '.join(RESAMPLING)}")
+
+
+def list_images(folder) -> list[str]:
+    """Every image under `folder`, recursively, sorted, extensions matched case-insensitively."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def expand_inputs(items) -> list:
+    """Replace each directory among `items` by the images it holds; keep everything else."""
+    if isinstance(items, (str, Path, bytes, np.ndarray, Image.Image)):
+        items = [items]
+    expanded = []
+    for item in items:
+        if isinstance(item, (str, Path)) and os.path.isdir(item):
+            expanded += list_images(item)
+        else:
+            expanded.append(item)
+    return expanded
+
+
+def describe(item) -> str:
+    """A short name for an input, used as its key in outputs and error reports."""
+    if isinstance(item, (str, Path)):
+        return str(item)
+    if isinstance(item, np.ndarray):
+        return f"<array {item.shape} {item.dtype}>"
+    if isinstance(item, Image.Image):
+        return f"<PIL {item.mode} {item.size[0]}x{item.size[1]}>"
+    return f"<{type(item).__name__}>"
+
+
+def load(item, options: LoadOptions) -> np.ndarray:
+    """One input (path, bytes, PIL image or HWC array) as a float32 (H, W, C) array."""
+    if isinstance(item, np.ndarray):
+        return _from_array(item, options)
+    image = item if isinstance(item, Image.Image) else _open(item)
+    return _to_array(_resize(_convert(image, options), options))
+
+
+def _open(item) -> Image.Image:
+    name = describe(item)
+    try:
+        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes); expected an image")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image Pillow can read (unknown format); expected "
+                         f"one of {', '.join(IMAGE_EXTENSIONS)}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from exc
+
+
+def _convert(image: Image.Image, options: LoadOptions) -> Image.Image:
+    if options.exif:
+        image = ImageOps.exif_transpose(image)
+    if options.channels == 1:
+        return image if image.mode in GRAYSCALE_MODES else image.convert("L")
+    if options.channels == 3:
+        return image if image.mode == "RGB" else image.convert("RGB")
+    raise ImageError(f"images can feed models with 1 or 3 channels; this model has "
+                     f"{options.channels}. Pass arrays of shape (H, W, {options.channels}).")
+
+
+def _resize(image: Image.Image, options: LoadOptions) -> Image.Image:
+    size = (options.width, options.height)
+    if image.size == size:
+        return image
+    resample = RESAMPLING[options.resample]
+    if not options.keep_aspect:
+        return image.resize(size, resample)
+    return image.resize(size, resample, box=_center_crop_box(image.size, size))
+
+
+def _center_crop_box(image_size, target_size):
+    """The largest centered box with the target's aspect ratio, computed as Keras does."""
+    (width, height), (target_w, target_h) = image_size, target_size
+    crop_h = min(height, (width * target_h) // target_w)
+    crop_w = min(width, (height * target_w) // target_h)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return (left, top, left + crop_w, top + crop_h)
+
+
+def _to_array(image: Image.Image) -> np.ndarray:
+    array = np.asarray(image, dtype=np.float32)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _from_array(array: np.ndarray, options: LoadOptions) -> np.ndarray:
+    """Arrays at the model's size pass through; uint8 arrays of other sizes go through PIL."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    expected = (options.height, options.width, options.channels)
+    if array.ndim == 3 and array.shape == expected:
+        return array.astype(np.float32, copy=False)
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+        return _to_array(_resize(_convert(image, options), options))
+    raise ImageError(
+        f"{describe(array)}: expected an array of shape {expected} (any dtype) or a uint8 "
+        "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array to resize; resize it first or pass "
+        "the image file")
+
+
+def split_batch_arrays(items) -> list:
+    """Turn NHWC arrays among `items` into one HWC array per image."""
+    flat = []
+    for item in items:
+        if isinstance(item, np.ndarray) and item.ndim == 4:
+            flat += list(item)
+        else:
+            flat.append(item)
+    return flat
