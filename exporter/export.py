@@ -232,3 +232,36 @@ def _failure_message(report, written) -> str:
 
 def _fmt(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def options_from_contract(contract, source=None, **overrides) -> ExportOptions:
+    """The export options that rebuild the Keras side of an exported model."""
+    weights = contract.weights if contract.source_kind == "registry" else "imagenet"
+    options = ExportOptions(
+        source=source or contract.source, layers=list(contract.layers), head=contract.head,
+        weights=weights, input_size=(contract.input.height, contract.input.width),
+        layout=contract.input.layout, input_dtype=contract.input.dtype,
+        batch=contract.input.batch, preprocess=contract.preprocessing,
+        bake_preprocessing=contract.preprocessing_baked, flatten_order=contract.flatten_order,
+        seed=contract.seed if contract.seed is not None else 0, output="unused.onnx")
+    for name, value in overrides.items():
+        setattr(options, name, value)
+    return options
+
+
+def verify_file(path, source=None, verify_images=(), rtol=verification.DEFAULT_RTOL,
+                min_cosine=verification.DEFAULT_MIN_COSINE, unsafe=False) -> dict:
+    """Re-run verification of an exported ONNX file against Keras, rebuilt from its contract."""
+    import onnxruntime as ort
+
+    from fexport.runtime.extractor import read_contract
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    contract = read_contract(session, path)
+    if contract.source_kind not in ("registry", "file"):
+        raise UsageError(f"{path} was not exported by fexport, so there is no Keras model to "
+                         "compare it with")
+    options = options_from_contract(contract, source, unsafe=unsafe)
+    prepared = prepare(options)
+    return verification.verify(session, contract, reference_for(prepared, options),
+                               list(verify_images), rtol, min_cosine)

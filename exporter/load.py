@@ -62,6 +62,7 @@ def build_registry_model(spec, weights, include_top, input_size=None, seed=0):
     size = tuple(input_size) if input_size else spec.input_size
     if size != spec.input_size or not include_top:
         kwargs["input_shape"] = (*size, 3)
+    keras.backend.clear_session()  # auto-generated layer names restart, as in a fresh process
     if kwargs["weights"] is None:
         keras.utils.set_random_seed(seed)  # random init is reproducible, so `verify` can redo it
     constructor = _constructor(spec)

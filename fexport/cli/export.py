@@ -1,0 +1,154 @@
+"""Commands that need the conversion stack: export, layers, verify, models.
+
+The exporter (TensorFlow) is imported inside the commands, so the lean commands stay lean.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from fexport.runtime.images import list_images
+
+from .options import InputSize, Json, Unsafe, Weights
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="export")(export)
+    app.command(name="layers")(layers)
+    app.command(name="verify")(verify)
+    app.command(name="models")(list_models)
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="Registry name (vgg16, ResNet50, ...) or a "
+                                              ".keras/.h5 file or SavedModel directory.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="ONNX file.")] = None,
+    layer: Annotated[Optional[list[str]], typer.Option(
+        "--layer", "-l", help="Name, index (negative from the end) or 'penultimate'; repeat to "
+                              "concatenate layers. Default: the recommended feature layer.")] = None,
+    head: Annotated[str, typer.Option(help="flatten, avg, max or none.")] = "flatten",
+    weights: Weights = "imagenet",
+    input_size: InputSize = None,
+    layout: Annotated[str, typer.Option(help="ONNX input layout: nhwc or nchw.")] = "nhwc",
+    input_dtype: Annotated[str, typer.Option(help="float32 or uint8.")] = "float32",
+    batch: Annotated[Optional[int], typer.Option(help="Pin the batch size (default: any).")] = None,
+    preprocess: Annotated[Optional[str], typer.Option(
+        help="Bake caffe, tf, torch or none (default: the registry's mode; none for files).")] = None,
+    no_preprocess: Annotated[bool, typer.Option(
+        "--no-preprocess", help="Export the raw network; the runtime then preprocesses.")] = False,
+    flatten_order: Annotated[str, typer.Option(help="nhwc (Keras) or nchw.")] = "nhwc",
+    saved_model: Annotated[Optional[str], typer.Option(help="Also write a SavedModel here.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip verification.")] = False,
+    verify_images: Annotated[Optional[str], typer.Option(
+        help="Also verify on the images in this folder.")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Max scale-relative error.")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option(help="Min per-row cosine.")] = None,
+    report: Annotated[Optional[str], typer.Option(help="Write the verification JSON here.")] = None,
+    unsafe: Unsafe = False,
+    seed: Annotated[int, typer.Option(help="Init seed for --weights none.")] = 0,
+):
+    """Cut MODEL at a layer, add a head, bake preprocessing, save ONNX, verify against Keras."""
+    from fexport.errors import VerificationError
+    from fexport.exporter import ExportOptions
+    from fexport.exporter import export as run_export
+
+    options = ExportOptions(
+        source=model, layers=layer or ["recommended"], head=head, weights=weights,
+        input_size=input_size, layout=layout, input_dtype=input_dtype, batch=batch,
+        preprocess=preprocess, bake_preprocessing=not no_preprocess,
+        flatten_order=flatten_order, output=output, saved_model=saved_model, opset=opset,
+        verify=not no_verify, verify_images=list_images(verify_images) if verify_images else [],
+        unsafe=unsafe, seed=seed)
+    options.rtol = rtol if rtol is not None else options.rtol
+    options.min_cosine = min_cosine if min_cosine is not None else options.min_cosine
+    try:
+        result = run_export(options)
+    except VerificationError as exc:
+        _print_report(exc.report, report)
+        raise
+    contract = result.contract
+    typer.echo(f"exported {contract.source} [{', '.join(contract.layers)}] + {contract.head} -> "
+               f"{', '.join(result.written)}: input {contract.input.shape('N')} "
+               f"{contract.input.dtype}, features (N, {contract.feature_dim})")
+    _print_report(result.report, report)
+
+
+def _print_report(report, path) -> None:
+    if report is None:
+        return
+    from fexport.exporter.verify import report_lines
+    from fexport.runtime import atomic
+
+    for line in report_lines(report):
+        typer.echo(line)
+    if report["passed"]:
+        typer.echo("verification passed")
+    if path:
+        atomic.write_bytes(path, json.dumps(report, indent=2).encode())
+
+
+def layers(
+    model: Annotated[str, typer.Argument(help="Registry name or model file.")],
+    weights: Weights = "none",
+    input_size: InputSize = None,
+    as_json: Json = False,
+    unsafe: Unsafe = False,
+):
+    """List every layer with its output shape and the features each head would give."""
+    from fexport.exporter.inspect import layer_rows, load_for_listing
+
+    rows = layer_rows(*load_for_listing(model, weights, input_size, unsafe))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    typer.echo(f"{'idx':>4}  {'name':<32} {'type':<24} {'output shape':<22} "
+               f"{'flatten':>9} {'avg':>6} {'max':>6}")
+    for r in rows:
+        shape = "?" if r["output_shape"] is None else str(tuple(r["output_shape"]))
+        mark = "  *recommended" if r["recommended"] else ""
+        typer.echo(f"{r['index']:>4}  {r['name']:<32} {r['type']:<24} {shape:<22} "
+                   f"{_dim(r['flatten']):>9} {_dim(r['avg']):>6} {_dim(r['max']):>6}{mark}")
+
+
+def _dim(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def verify(
+    model_file: Annotated[str, typer.Argument(help="An ONNX file exported by fexport.")],
+    source: Annotated[Optional[str], typer.Option(
+        help="Where the Keras model is now, if it moved since export.")] = None,
+    verify_images: Annotated[Optional[str], typer.Option(help="Also verify on these.")] = None,
+    rtol: Annotated[float, typer.Option(help="Max scale-relative error.")] = 1e-4,
+    min_cosine: Annotated[float, typer.Option(help="Min per-row cosine.")] = 0.9999,
+    report: Annotated[Optional[str], typer.Option(help="Write the JSON report here.")] = None,
+    unsafe: Unsafe = False,
+):
+    """Compare an exported model with Keras again, rebuilding the Keras side from its metadata."""
+    from fexport.errors import VerificationError
+    from fexport.exporter.export import verify_file
+
+    paths = list_images(verify_images) if verify_images else []
+    result = verify_file(model_file, source, paths, rtol, min_cosine, unsafe)
+    _print_report(result, report)
+    if not result["passed"]:
+        raise VerificationError(f"{model_file} differs from Keras beyond tolerance (see above)")
+
+
+def list_models(as_json: Json = False):
+    """List the registered keras.applications backbones."""
+    from dataclasses import asdict
+
+    from fexport import models
+
+    if as_json:
+        typer.echo(json.dumps([asdict(s) for s in models.SPECS], indent=1))
+        return
+    for s in models.SPECS:
+        layer = s.feature_layer or "(backbone output)"
+        typer.echo(f"{s.name:<20} {s.input_size[0]:>3}x{s.input_size[1]:<4} "
+                   f"{s.preprocessing:<6} {layer:<22} {s.feature_dim}")

@@ -1,0 +1,151 @@
+"""Commands of the lean runtime: extract, info, doctor. No TensorFlow here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from .options import BatchSize, Device, InputSize, Json, Threads
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="extract")(extract)
+    app.command(name="info")(info)
+    app.command(name="doctor")(doctor)
+
+
+def extract(
+    model_file: Annotated[str, typer.Argument(help="ONNX file exported by fexport.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders (recursive).")],
+    output: Annotated[str, typer.Option("-o", "--output",
+                                        help="Features: .npy, .npz, .csv or .parquet.")],
+    batch_size: BatchSize = 32,
+    device: Device = "auto",
+    threads: Threads = None,
+    workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 4,
+    on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
+    = "skip",
+    input_size: InputSize = None,
+    resample: Annotated[str, typer.Option(help="nearest (Keras), bilinear, bicubic, lanczos, "
+                                               "box.")] = "nearest",
+    keep_aspect: Annotated[bool, typer.Option(help="Center-crop to the aspect ratio first.")]
+    = False,
+    exif: Annotated[bool, typer.Option(help="Apply EXIF orientation.")] = False,
+):
+    """Extract features from images into one file, row i for image i."""
+    from fexport.errors import ImageError, UsageError
+    from fexport.runtime import FeatureExtractor, sinks
+    from fexport.runtime.images import expand_inputs
+
+    if on_error not in ("skip", "fail"):
+        raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
+    sinks.check_output(output)
+    items = expand_inputs(inputs)
+    extractor = FeatureExtractor(model_file, device, threads, input_size=input_size,
+                                 resample=resample, keep_aspect=keep_aspect, exif=exif,
+                                 workers=workers)
+    keys, parts, failures = _run(extractor, items, batch_size,
+                                 "skip" if on_error == "skip" else "raise")
+    features = _join(parts, extractor.feature_dim)
+    written = sinks.write(output, keys, features, failures)
+    typer.echo(f"extracted {len(keys)} of {len(items)} images -> {', '.join(written)} "
+               f"({features.shape[0]} x {features.shape[1]} float32, {extractor.device})")
+    for key, reason in failures:
+        typer.echo(f"skipped {reason}" if reason.startswith(key) else f"skipped {key}: {reason}",
+                   err=True)
+    if failures and not keys:
+        raise ImageError(f"none of the {len(items)} inputs could be read")
+
+
+def _run(extractor, items, batch_size, on_error):
+    keys, parts, failures = [], [], []
+    progress = _Progress(len(items))
+    for batch in extractor.stream(items, batch_size, on_error=on_error):
+        keys += batch.keys
+        parts.append(batch.features)
+        failures += batch.failures
+        progress.update(len(batch.keys) + len(batch.failures))
+    progress.close()
+    return keys, parts, failures
+
+
+def _join(parts, dim):
+    import numpy as np
+
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+
+class _Progress:
+    """images done and images/s on a terminal; silent when stderr is piped."""
+
+    def __init__(self, total):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, count):
+        self.done += count
+        if self.enabled:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            sys.stderr.write(f"\r{self.done}/{self.total} images  {rate:.1f} images/s")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def info(
+    model_file: Annotated[str, typer.Argument(help="ONNX file.")],
+    as_json: Json = False,
+):
+    """Print an ONNX file's fexport metadata, inputs and outputs."""
+    import onnxruntime as ort
+
+    from fexport.runtime.contract import METADATA_KEY
+    from fexport.runtime.session import open_session
+
+    session = open_session(model_file, "cpu")
+    meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    data = {"file": model_file, "onnxruntime": ort.__version__,
+            "inputs": [_io(i) for i in session.get_inputs()],
+            "outputs": [_io(o) for o in session.get_outputs()],
+            "contract": json.loads(meta) if meta else None}
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    for key in ("inputs", "outputs"):
+        for entry in data[key]:
+            typer.echo(f"{key[:-1]:<7} {entry['name']}: {entry['type']} {entry['shape']}")
+    if not meta:
+        typer.echo("no fexport metadata: pass --input-size H W to use it with extract")
+        return
+    for key, value in sorted(data["contract"].items()):
+        typer.echo(f"{key:<20} {json.dumps(value)}")
+
+
+def _io(value) -> dict:
+    return {"name": value.name, "type": value.type, "shape": list(value.shape)}
+
+
+def doctor(as_json: Json = False):
+    """onnxruntime build and providers, CUDA/cuDNN libraries, CPU cores, package versions."""
+    from fexport.runtime import doctor as checks
+
+    data = checks.report()
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    ort = data["onnxruntime"]
+    typer.echo(f"onnxruntime {ort['version']} ({ort['build']} build), providers: "
+               f"{', '.join(ort['providers'])}")
+    for label, state in data["cuda_libraries"].items():
+        typer.echo(f"{label:<13} {state}")
+    typer.echo(f"cpu           {data['cpu']['usable_cores']} usable of "
+               f"{data['cpu']['logical_cores']} logical cores")
+    for name, version in data["packages"].items():
+        typer.echo(f"{name:<16} {version or 'not installed'}")

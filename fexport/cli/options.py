@@ -1,0 +1,19 @@
+"""Option aliases shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA if it loads), cpu or cuda.")]
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", help="Intra-op threads for onnxruntime (default: all cores).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
+InputSize = Annotated[Optional[tuple[int, int]], typer.Option(
+    "--input-size", help="Input height and width, e.g. --input-size 224 224.")]
+Weights = Annotated[str, typer.Option(
+    "--weights", help="Registry models: imagenet (download), none (random init) or a file.")]
+Unsafe = Annotated[bool, typer.Option(
+    "--unsafe", help="Allow Lambda layers (runs the model file's Python code).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
