@@ -1,8 +1,8 @@
 """Choose layers and cut a Keras model at them.
 
 A layer selector is a name, an index (negative counts from the end) or "penultimate": the layer
-that feeds the classifier, found by walking back from the output past layers without weights
-(Softmax, Reshape) to the last layer with weights, then taking its input past any Dropout.
+that feeds the classifier, found by walking back from the (first) output past layers without
+weights (Softmax, Reshape) to the last layer with weights, then taking its input past any Dropout.
 """
 
 from __future__ import annotations
@@ -64,11 +64,15 @@ def penultimate(model):
 
 
 def _classifier(model):
-    for layer in reversed(model.layers):
-        if layer.weights:
-            return layer
-    raise LayerError("the model has no layer with weights, so it has no classifier to find "
-                     "the penultimate layer of; pass --layer NAME")
+    """The last layer with weights on the path to the model's (first) output."""
+    layer = model.outputs[0]._keras_history[0]
+    while not layer.weights:
+        inbound = _inbound_layers(layer) if layer._inbound_nodes else []
+        if len(inbound) != 1:
+            raise LayerError("cannot find the classifier (a layer with weights) feeding the "
+                             "model's output, so 'penultimate' is undefined; pass --layer NAME")
+        layer = inbound[0]
+    return layer
 
 
 def _inbound_layers(layer):

@@ -68,7 +68,7 @@ def export(options: ExportOptions) -> ExportResult:
     proto = convert.to_onnx(function, options.opset)
     report = _verify(proto, contract, prepared, options) if options.verify else None
     contract.verification = _summary(report)
-    written = save.save_all(proto, function, contract, options.output, options.saved_model)
+    written = save.save_all(proto, function, prepared.cut_model, contract, options.output, options.saved_model)
     if report and not report["passed"]:
         raise VerificationError(_failure_message(report, written), report)
     return ExportResult(contract, written, report)

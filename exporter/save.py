@@ -12,13 +12,13 @@ from . import convert
 SIDECAR = "fexport_contract.json"
 
 
-def save_all(proto, function, contract, onnx_path=None, saved_model_dir=None) -> list[str]:
+def save_all(proto, function, model, contract, onnx_path=None, saved_model_dir=None) -> list[str]:
     written = []
     if onnx_path:
         save_onnx(proto, contract, onnx_path)
         written.append(str(onnx_path))
     if saved_model_dir:
-        save_saved_model(function, contract, saved_model_dir)
+        save_saved_model(function, model, contract, saved_model_dir)
         written.append(str(saved_model_dir))
     return written
 
@@ -28,11 +28,13 @@ def save_onnx(proto, contract, path) -> None:
     atomic.write_bytes(path, proto.SerializeToString())
 
 
-def save_saved_model(function, contract, directory) -> None:
+def save_saved_model(function, model, contract, directory) -> None:
     import tensorflow as tf
 
     module = tf.Module()
     module.features = function
+    # The function captures the model's variables; SavedModel only saves tracked ones.
+    module.weights = [getattr(v, "value", v) for v in model.weights]
     with atomic.atomic_path(directory, directory=True) as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": function})
         (Path(tmp) / SIDECAR).write_text(contract.to_json())

@@ -26,7 +26,7 @@ class ModelSpec:
 
     @property
     def constructor(self) -> str:
-        return f"keras.applications.{self.module}.{self.name}"
+        return f"keras.applications.{self.name}"
 
     @property
     def preprocess_function(self) -> str:

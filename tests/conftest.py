@@ -1,0 +1,78 @@
+"""Shared fixtures: real photos from the scikit-image/scikit-learn wheels, the third-party models
+in ../shared/models, the real CLI in a subprocess, and a few exports reused across tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MODELS = ROOT.parent / "shared" / "models"
+MINI_XCEPTION = SHARED_MODELS / "oarriaga_fer2013_mini_XCEPTION.102-0.66.hdf5"
+RESNET8 = SHARED_MODELS / "mlcommons_tiny_cifar10_pretrainedResnet.h5"
+MNIST_CNN = SHARED_MODELS / "akshatv25_mnist_cnn_keras3.15.keras"
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "retina.jpg",
+          "camera.png", "logo.png")  # RGB, grayscale (camera) and RGBA (logo) photos
+SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
+
+
+def _skimage_data() -> Path:
+    import skimage
+
+    return Path(skimage.__file__).parent / "data"
+
+
+def _sklearn_images() -> Path:
+    import sklearn.datasets
+
+    return Path(sklearn.datasets.__file__).parent / "images"
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> Path:
+    """A folder of real photos (PNG and JPEG, RGB, grayscale, RGBA)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        shutil.copy(_skimage_data() / name, folder / name)
+    for name in SKLEARN_PHOTOS:
+        shutil.copy(_sklearn_images() / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photo_paths(photos) -> list[str]:
+    return sorted(str(p) for p in photos.iterdir())
+
+
+def run_cli(*args, check=True, env=None, timeout=600):
+    """Run the real `fexport` CLI in a fresh interpreter; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "fexport", *map(str, args)],
+                          capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fexport {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def error_line(proc) -> str:
+    """The CLI's error output with TensorFlow's import-time log lines removed."""
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("fexport:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def vgg16_onnx(tmp_path_factory) -> Path:
+    """The card's command, offline: VGG16 to block5_pool, flatten head, random weights."""
+    path = tmp_path_factory.mktemp("vgg16") / "vgg16_feat.onnx"
+    proc = run_cli("vgg16", "--layer", "block5_pool", "--head", "flatten", "-o", path,
+                   "--weights", "none")
+    assert "verification passed" in proc.stdout
+    return path

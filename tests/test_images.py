@@ -1,0 +1,135 @@
+"""The loader reproduces Keras byte for byte, and converts odd images by the documented rule."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fexport.errors import ImageError
+from fexport.runtime import images
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.mark.parametrize("resample", ["nearest", "bilinear", "bicubic", "lanczos", "box"])
+@pytest.mark.parametrize("keep_aspect", [False, True])
+def test_rgb_loading_is_byte_identical_to_keras(photo_paths, resample, keep_aspect):
+    options = images.LoadOptions(224, 200, 3, resample, keep_aspect)
+    for path in photo_paths:
+        ours = images.load(path, options)
+        theirs = keras.utils.img_to_array(keras.utils.load_img(
+            path, target_size=(224, 200), interpolation=resample,
+            keep_aspect_ratio=keep_aspect))
+        assert ours.dtype == theirs.dtype == np.float32
+        assert ours.tobytes() == theirs.tobytes(), path
+
+
+def test_grayscale_loading_is_byte_identical_to_keras(photo_paths):
+    options = images.LoadOptions(64, 64, 1)
+    for path in photo_paths:
+        theirs = keras.utils.img_to_array(keras.utils.load_img(
+            path, color_mode="grayscale", target_size=(64, 64)))
+        assert images.load(path, options).tobytes() == theirs.tobytes(), path
+
+
+def _encoded(image, fmt, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _gradient(mode, size=(40, 30)):
+    array = np.linspace(0, 255, size[0] * size[1] * 3).reshape(size[1], size[0], 3)
+    return Image.fromarray(array.astype(np.uint8), "RGB").convert(mode)
+
+
+@pytest.mark.parametrize("mode,fmt", [("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"),
+                                      ("L", "PNG"), ("LA", "PNG"), ("I;16", "PNG"),
+                                      ("1", "PNG")])
+def test_odd_modes_convert_to_rgb_like_keras(tmp_path, mode, fmt):
+    image = _gradient("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image, np.uint16) * 257)  # 16-bit grayscale
+    path = tmp_path / f"odd.{fmt.lower()}"
+    path.write_bytes(_encoded(image, fmt))
+    ours = images.load(str(path), images.LoadOptions(32, 32, 3))
+    theirs = keras.utils.img_to_array(keras.utils.load_img(str(path), target_size=(32, 32)))
+    assert ours.shape == (32, 32, 3) and ours.tobytes() == theirs.tobytes()
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), color) for color in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    array = images.load(str(path), images.LoadOptions(8, 8, 3))
+    assert array[0, 0].tolist() == [255.0, 0.0, 0.0]
+
+
+def test_one_pixel_image_is_resized(tmp_path):
+    path = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(path)
+    array = images.load(str(path), images.LoadOptions(5, 7, 3))
+    assert array.shape == (5, 7, 3) and (array == [10, 20, 30]).all()
+
+
+def test_exif_orientation_only_when_asked(tmp_path):
+    image = Image.new("RGB", (4, 2), (0, 0, 0))
+    image.putpixel((0, 0), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=100)
+    plain = images.load(str(path), images.LoadOptions(2, 4, 3))
+    rotated = images.load(str(path), images.LoadOptions(4, 2, 3, exif=True))
+    assert plain.shape == (2, 4, 3) and plain[0, 0].mean() > 200
+    assert rotated.shape == (4, 2, 3) and rotated[0, 1].mean() > 200
+
+
+BAD_FILES = {
+    "empty.jpg": (b"", "empty"),
+    "text.jpg": (b"this is not an image\n" * 20, "not an image"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_files_raise_image_error(tmp_path, name):
+    data, words = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match=words):
+        images.load(str(path), images.LoadOptions(8, 8, 3))
+
+
+def test_truncated_jpeg_raises_image_error(tmp_path, photo_paths):
+    data = open([p for p in photo_paths if p.endswith(".jpg")][0], "rb").read()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        images.load(str(path), images.LoadOptions(8, 8, 3))
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    # A real 2000x2000 PNG against a lowered limit: Pillow's own check, decided from the header.
+    path = tmp_path / "bomb.png"
+    Image.new("L", (2000, 2000)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        images.load(str(path), images.LoadOptions(8, 8, 3))
+
+
+def test_arrays_pass_through_or_resize():
+    options = images.LoadOptions(4, 4, 3)
+    exact = np.full((4, 4, 3), 0.5, np.float32)
+    assert images.load(exact, options) is not None and images.load(exact, options)[0, 0, 0] == 0.5
+    assert images.load(np.zeros((9, 9, 3), np.uint8), options).shape == (4, 4, 3)
+    with pytest.raises(ImageError, match="expected an array of shape"):
+        images.load(np.zeros((9, 9, 3), np.float32), options)
+
+
+def test_folder_listing_is_recursive_sorted_and_case_insensitive(tmp_path):
+    (tmp_path / "b").mkdir()
+    for name in ("b/z.PNG", "a.JPG", "b/c.jpeg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    listed = [p[len(str(tmp_path)) + 1:] for p in images.list_images(tmp_path)]
+    assert listed == ["a.JPG", "b/c.jpeg", "b/z.PNG"]
