@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx
 
 from fexport.errors import ConversionError
@@ -12,7 +13,8 @@ DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 and every onnxruntime >= 1.14
 BATCH_DIM = "batch"
 
 
-def to_onnx(function, opset=DEFAULT_OPSET) -> onnx.ModelProto:
+def to_onnx(function, lifted=None, opset=DEFAULT_OPSET) -> onnx.ModelProto:
+    """Convert; weights lifted out as inputs (graph.feature_function) go back in as constants."""
     import tf2onnx
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
@@ -24,8 +26,23 @@ def to_onnx(function, opset=DEFAULT_OPSET) -> onnx.ModelProto:
         raise ConversionError(f"tf2onnx could not convert the model: {type(exc).__name__}: "
                               f"{first_line}. Try another --opset, or report the model and "
                               "layer to fexport.") from exc
+    inline_lifted_weights(proto, lifted or {})
     name_batch_dimension(proto)
     return proto
+
+
+def inline_lifted_weights(proto, lifted) -> None:
+    from onnx import numpy_helper
+
+    for value in [v for v in proto.graph.input if v.name in lifted]:
+        proto.graph.input.remove(value)
+        weight = lifted[value.name]
+        proto.graph.initializer.append(numpy_helper.from_array(
+            np.asarray(weight.numpy()), value.name))
+    missing = set(lifted) - {i.name for i in proto.graph.initializer}
+    if missing:
+        raise ConversionError(f"internal: lifted weights {sorted(missing)} did not survive "
+                              "conversion; please report this model")
 
 
 def name_batch_dimension(proto) -> None:

@@ -62,16 +62,27 @@ def export(options: ExportOptions) -> ExportResult:
     _check_options(options)
     prepared = prepare(options)
     contract = make_contract(prepared, options)
-    function = graph.feature_function(
-        prepared.cut_model, contract.input, prepared.mode if options.bake_preprocessing
-        else "none", options.head, options.flatten_order, contract.output_name)
-    proto = convert.to_onnx(function, options.opset)
+    function, lifted = _feature_function(prepared, contract, options, lift=True)
+    proto = convert.to_onnx(function, lifted, options.opset)
     report = _verify(proto, contract, prepared, options) if options.verify else None
     contract.verification = _summary(report)
-    written = save.save_all(proto, function, prepared.cut_model, contract, options.output, options.saved_model)
+    written = []
+    if options.output:
+        save.save_onnx(proto, contract, options.output)
+        written.append(str(options.output))
+    if options.saved_model:
+        plain, _ = _feature_function(prepared, contract, options, lift=False)
+        save.save_saved_model(plain, prepared.cut_model, contract, options.saved_model)
+        written.append(str(options.saved_model))
     if report and not report["passed"]:
         raise VerificationError(_failure_message(report, written), report)
     return ExportResult(contract, written, report)
+
+
+def _feature_function(prepared, contract, options, lift):
+    mode = prepared.mode if options.bake_preprocessing else "none"
+    return graph.feature_function(prepared.cut_model, contract.input, mode, options.head,
+                                  options.flatten_order, contract.output_name, lift)
 
 
 def _check_options(options):

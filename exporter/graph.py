@@ -9,6 +9,8 @@ uses and Keras's `preprocess_input` applies.
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 from fexport.models import preprocessing as pp
@@ -27,21 +29,49 @@ def preprocess_tf(mode, x):
     return x
 
 
-def feature_function(cut_model, spec, mode, head, flatten_order, output_name):
-    """A tf.function over `spec`'s input whose single output is the feature tensor."""
+# Weights above this size enter the converted graph as inputs, not frozen constants: tf2onnx
+# copies every constant many times while converting (VGG16's fc1, 411 MB, took the export of
+# `--layer penultimate` past 24 GiB; lifted, it peaks at 6 GiB). They become ONNX initializers
+# again right after conversion (convert.inline_lifted_weights).
+LIFT_WEIGHTS_OVER_BYTES = 16 * 2**20
+LIFTED_PREFIX = "fexport_weight_"
+
+
+def feature_function(cut_model, spec, mode, head, flatten_order, output_name, lift=False):
+    """(tf.function over `spec`'s input returning the features, {input name: lifted weight})."""
     dtype = tf.uint8 if spec.dtype == "uint8" else tf.float32
+    lifted = _liftable_weights(cut_model) if lift else {}
     signature = [tf.TensorSpec(spec.shape(spec.batch), dtype, name=spec.name)]
+    signature += [tf.TensorSpec(v.shape, v.dtype, name=name) for name, v in lifted.items()]
 
     @tf.function(input_signature=signature)
-    def features(images):
+    def features(images, *weights):
         x = tf.cast(images, tf.float32)
         if spec.layout == "nchw":
             x = tf.transpose(x, [0, 2, 3, 1])
-        outputs = cut_model(preprocess_tf(mode, x), training=False)
+        outputs = _call(cut_model, preprocess_tf(mode, x), list(lifted.values()), weights)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         parts = [heads.apply_tf(head, out, flatten_order) for out in outputs]
         joined = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
         return {output_name: tf.identity(joined, name=output_name)}
 
-    return features
+    return features, lifted
+
+
+def _liftable_weights(model) -> dict:
+    """Large weights of a Keras 3 model (tf_keras models have no stateless_call: none)."""
+    if not hasattr(model, "stateless_call"):
+        return {}
+    return {f"{LIFTED_PREFIX}{i}": v for i, v in enumerate(model.variables)
+            if v.dtype == "float32" and math.prod(v.shape) * 4 > LIFT_WEIGHTS_OVER_BYTES}
+
+
+def _call(model, x, lifted_variables, values):
+    if not lifted_variables:
+        return model(x, training=False)
+    replace = {id(v): value for v, value in zip(lifted_variables, values)}
+    trainable = [replace.get(id(v), v.value) for v in model.trainable_variables]
+    non_trainable = [replace.get(id(v), v.value) for v in model.non_trainable_variables]
+    outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+    return outputs

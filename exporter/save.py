@@ -12,17 +12,6 @@ from . import convert
 SIDECAR = "fexport_contract.json"
 
 
-def save_all(proto, function, model, contract, onnx_path=None, saved_model_dir=None) -> list[str]:
-    written = []
-    if onnx_path:
-        save_onnx(proto, contract, onnx_path)
-        written.append(str(onnx_path))
-    if saved_model_dir:
-        save_saved_model(function, model, contract, saved_model_dir)
-        written.append(str(saved_model_dir))
-    return written
-
-
 def save_onnx(proto, contract, path) -> None:
     convert.attach_contract(proto, contract)
     atomic.write_bytes(path, proto.SerializeToString())
