@@ -76,3 +76,13 @@ def vgg16_onnx(tmp_path_factory) -> Path:
                    "--weights", "none")
     assert "verification passed" in proc.stdout
     return path
+
+
+@pytest.fixture(scope="session")
+def resnet8_onnx(tmp_path_factory) -> Path:
+    """A small real model (tf.keras 2.4 ResNet-8, 32x32x3) cut at activation_6 with avg: 64."""
+    from fexport.exporter import ExportOptions, export
+
+    path = tmp_path_factory.mktemp("resnet8") / "resnet8.onnx"
+    export(ExportOptions(str(RESNET8), layers=["activation_6"], head="avg", output=str(path)))
+    return path
