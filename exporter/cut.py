@@ -8,6 +8,7 @@ weights (Softmax, Reshape) to the last layer with weights, then taking its input
 from __future__ import annotations
 
 import difflib
+import re
 
 from fexport.errors import LayerError
 
@@ -106,3 +107,25 @@ def keras_module(model):
     import keras
 
     return keras
+
+
+_SCOPE_UNSAFE = re.compile(r"[^A-Za-z0-9_.\\/>-]")
+
+
+def make_names_scope_safe(model) -> None:
+    """Rename layers whose names TensorFlow refuses as name scopes (spaces, ':', '+' ...).
+
+    Keras accepts any layer name, but calling the model inside a tf.function opens a name scope
+    per layer and fails on "conv 1". Callers resolve layers (and record their names) first.
+    """
+    taken = {layer.name for layer in model.layers}
+    for layer in model.layers:
+        if _SCOPE_UNSAFE.search(layer.name):
+            safe = _SCOPE_UNSAFE.sub("_", layer.name)
+            while safe in taken:
+                safe += "_"
+            taken.add(safe)
+            try:
+                layer.name = safe  # Keras 3: a plain attribute
+            except AttributeError:
+                layer._name = safe  # tf_keras: a read-only property over _name

@@ -106,13 +106,15 @@ def prepare(options) -> Prepared:
     selectors = [cut.parse_selector(s) for s in options.layers]
     model, source, spec = _load(options, selectors)
     layers = [_resolve(model, spec, s) for s in selectors]
+    names = [layer.name for layer in layers]
+    cut.make_names_scope_safe(model)
     input_spec = _input_spec(model, options)
     cut_model = fix_input_size(cut.cut(model, layers), input_spec)
     mode = options.preprocess or (spec.preprocessing if spec else "none")
     models.preprocessing.check_mode(mode, input_spec.channels)
     for layer, shape in zip(layers, _output_shapes(cut_model)):
         heads.check(options.head, shape, layer.name)
-    return Prepared(cut_model, source, [layer.name for layer in layers], input_spec, mode, spec)
+    return Prepared(cut_model, source, names, input_spec, mode, spec)
 
 
 def _load(options, selectors):

@@ -1,0 +1,102 @@
+"""`fexport extract`, `info` and `doctor` through the real CLI: formats, bad files, exit codes."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import error_line, run_cli
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory, photo_paths):
+    """Good photos plus every kind of bad input, built here rather than shipped."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for path in photo_paths[:3]:
+        (folder / path.rsplit("/", 1)[-1]).write_bytes(open(path, "rb").read())
+    jpeg = open([p for p in photo_paths if p.endswith(".jpg")][0], "rb").read()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("hello, not a picture\n")
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 4])
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "tiny.png")
+    return folder
+
+
+def test_npz_records_features_paths_and_failures(resnet8_onnx, mixed_folder, tmp_path):
+    out = tmp_path / "f.npz"
+    proc = run_cli("extract", resnet8_onnx, mixed_folder, "-o", out)
+    data = np.load(out)
+    good = sorted(str(p) for p in mixed_folder.iterdir()
+                  if p.name not in ("empty.jpg", "text.jpg", "truncated.jpg"))
+    assert list(data["paths"]) == good and data["features"].shape == (4, 64)
+    reasons = dict(zip(data["failed_paths"], data["failed_reasons"]))
+    assert set(reasons) == {str(mixed_folder / n) for n in ("empty.jpg", "text.jpg",
+                                                               "truncated.jpg")}
+    assert "empty" in reasons[str(mixed_folder / "empty.jpg")]
+    assert "truncated" in reasons[str(mixed_folder / "truncated.jpg")]
+    assert "extracted 4 of 7 images" in proc.stdout and proc.stderr.count("skipped") == 3
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
+def test_other_formats_hold_the_same_features(resnet8_onnx, photos, tmp_path, suffix):
+    reference = tmp_path / "ref.npz"
+    run_cli("extract", resnet8_onnx, photos, "-o", reference)
+    ref = np.load(reference)
+    out = tmp_path / f"f{suffix}"
+    run_cli("extract", resnet8_onnx, photos, "-o", out, "--batch-size", "3")
+    if suffix == ".npy":
+        features = np.load(out)
+        paths = (tmp_path / "f.paths.txt").read_text().splitlines()
+    elif suffix == ".csv":
+        rows = list(csv.reader(open(out)))
+        assert rows[0][:2] == ["path", "f0"]
+        paths = [r[0] for r in rows[1:]]
+        features = np.array([[float(v) for v in r[1:]] for r in rows[1:]], np.float32)
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out)
+        paths = table.column("path").to_pylist()
+        features = np.array(table.column("features").to_pylist(), np.float32)
+    assert paths == list(ref["paths"])
+    np.testing.assert_array_equal(features, ref["features"])
+
+
+def test_on_error_fail_stops_at_the_first_bad_file(resnet8_onnx, mixed_folder, tmp_path):
+    out = tmp_path / "f.npy"
+    proc = run_cli("extract", resnet8_onnx, mixed_folder, "-o", out, "--on-error", "fail",
+                   check=False)
+    assert proc.returncode == 1 and "empty" in error_line(proc) and not out.exists()
+
+
+def test_nothing_extracted_exits_non_zero(resnet8_onnx, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_text("nope")
+    proc = run_cli("extract", resnet8_onnx, tmp_path / "in", "-o", tmp_path / "f.npz",
+                   check=False)
+    assert proc.returncode == 1 and "none of the 1 inputs" in error_line(proc)
+
+
+def test_unwritable_output_and_unknown_format_are_one_line(resnet8_onnx, photos, tmp_path):
+    proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "f.txt", check=False)
+    assert proc.returncode == 2 and ".npy, .npz, .csv, .parquet" in error_line(proc)
+    proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "no" / "f.npy",
+                   check=False)
+    assert proc.returncode == 1 and "does not exist" in error_line(proc)
+
+
+def test_corrupt_onnx_is_one_line(tmp_path, photos):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    proc = run_cli("extract", bad, photos, "-o", tmp_path / "f.npz", check=False)
+    assert proc.returncode == 1 and "cannot load it as an ONNX model" in error_line(proc)
+
+
+def test_info_and_doctor(resnet8_onnx):
+    info = run_cli("info", resnet8_onnx).stdout
+    assert "input   images: tensor(float) ['batch', 32, 32, 3]" in info
+    assert '"activation_6"' in info
+    doctor = run_cli("doctor").stdout
+    assert "CPUExecutionProvider" in doctor and "cuDNN" in doctor and "usable of" in doctor
