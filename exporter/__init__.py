@@ -3,10 +3,32 @@
 Only this package imports TensorFlow, Keras, tf2onnx and onnx.
 """
 
+import contextlib
 import os
 
 # TensorFlow's C++ logs (CUDA probing, oneDNN notices) would bury fexport's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow 2.21 logs through absl before TF_CPP_MIN_LOG_LEVEL is read; hide fd 2 while
+    it loads (Python exceptions still propagate; FEXPORT_DEBUG=1 shows everything)."""
+    if os.environ.get("FEXPORT_DEBUG") == "1":
+        yield
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _native_stderr_silenced():
+    import tensorflow  # noqa: E402,F401
 
 from .export import ExportOptions, ExportResult, export  # noqa: E402
 

@@ -106,7 +106,8 @@ class FeatureExtractor:
     def _run(self, batch):
         out = sessions.run(self.session, self.contract.input.name, self.contract.output_name,
                            batch)
-        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        out = np.asarray(out, dtype=np.float32)
+        return out if self.contract.head == "none" else out.reshape(len(batch), -1)
 
     def _empty(self):
         return np.zeros((0, self.feature_dim), np.float32)

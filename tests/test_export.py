@@ -190,3 +190,36 @@ def test_unknown_height_width_needs_input_size(tmp_path):
     result = export(ExportOptions(str(path), layers=["conv"], input_size=(16, 12),
                                   output=str(tmp_path / "x.onnx")))
     assert result.contract.feature_dim == 14 * 10 * 4 and result.report["passed"]
+
+
+def test_no_preprocess_leaves_it_to_the_runtime(convnet, tmp_path):
+    from fexport.runtime import FeatureExtractor
+
+    _, path = convnet
+    baked, raw = tmp_path / "baked.onnx", tmp_path / "raw.onnx"
+    export(ExportOptions(path, layers=["gap"], preprocess="torch", output=str(baked)))
+    result = export(ExportOptions(path, layers=["gap"], preprocess="torch",
+                                  bake_preprocessing=False, output=str(raw)))
+    assert result.contract.preprocessing_baked is False and result.report["passed"]
+    x = pixels(3, 20, 24)
+    # The raw graph expects preprocessed input; the extractor applies torch mode in numpy.
+    from_raw = FeatureExtractor(raw, device="cpu").extract(x)
+    assert_close(from_raw, FeatureExtractor(baked, device="cpu").extract(x))
+    assert not np.allclose(run_onnx(raw, x), from_raw)
+
+
+def test_registry_weights_from_a_file(tmp_path):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(7)
+    source = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                            input_shape=(96, 96, 3), alpha=1.0)
+    weights = tmp_path / "mine.weights.h5"
+    source.save_weights(weights)
+    out = tmp_path / "w.onnx"
+    result = export(ExportOptions("mobilenetv2", weights=str(weights), head="avg",
+                                  input_size=(96, 96), output=str(out)))
+    assert result.contract.weights == str(weights) and result.report["passed"]
+    x = pixels(2, 96, 96)
+    expected = source.predict(keras.applications.mobilenet_v2.preprocess_input(x.copy()),
+                              verbose=0).mean(axis=(1, 2))
+    assert_close(run_onnx(out, x), expected)
