@@ -13,6 +13,7 @@ import typer
 
 from fexport.errors import FexportError
 
+from . import bench as bench_commands
 from . import export as export_commands
 from . import extract as extract_commands
 
@@ -20,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Turn a Keras model into a fast, verified ONNX image feature extractor.")
 export_commands.register(app)
 extract_commands.register(app)
+bench_commands.register(app)
 
 DEFAULT_COMMAND = "export"
 
