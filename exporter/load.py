@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fexport import models as registry
-from fexport.errors import ModelLoadError, ModelNotFoundError, UsageError, WeightsUnavailableError
+from fexport.errors import ModelLoadError, UsageError, WeightsUnavailableError
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
@@ -30,10 +30,6 @@ class Source:
     seed: int | None = None
     include_top: bool = False
     loader: str = "keras"  # "keras" or "tf_keras": which Keras built the model
-
-
-def is_registry_name(source: str) -> bool:
-    return not os.path.exists(source) and registry.find(source) is not None
 
 
 def load(source, weights="imagenet", include_top=False, input_size=None, seed=0, unsafe=False):
