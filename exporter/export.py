@@ -154,8 +154,8 @@ def _input_spec(model, options) -> InputSpec:
                              f"{options.input_size[0]} {options.input_size[1]} does not fit it")
         height, width = options.input_size
     if height is None or width is None:
-        raise LayerError(f"the model's input is {_fmt(shape)} with unknown height/width; pass "
-                         "--input-size H W")
+        raise LayerError(f"the model's input is {heads.format_shape(shape)} with unknown "
+                         "height/width; pass --input-size H W")
     return InputSpec("images", int(height), int(width), int(channels), options.layout,
                      options.input_dtype, options.batch)
 
@@ -210,7 +210,8 @@ def _versions(source, opset) -> dict:
 
 def reference_for(prepared: Prepared, options) -> verification.Reference:
     preprocess = verification.keras_preprocess(prepared.mode, prepared.spec)
-    return verification.Reference(prepared.cut_model, preprocess, options.head, options.flatten_order)
+    return verification.Reference(prepared.cut_model, preprocess, options.head,
+                                  options.flatten_order)
 
 
 def _verify(proto, contract, prepared, options) -> dict:
@@ -243,10 +244,6 @@ def _failure_message(report, written) -> str:
             "difference is explained.")
 
 
-def _fmt(shape):
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-
-
 def options_from_contract(contract, source=None, **overrides) -> ExportOptions:
     """The export options that rebuild the Keras side of an exported model."""
     weights = contract.weights if contract.source_kind == "registry" else "imagenet"
@@ -262,8 +259,8 @@ def options_from_contract(contract, source=None, **overrides) -> ExportOptions:
     return options
 
 
-def verify_file(path, source=None, verify_images=(), rtol=verification.DEFAULT_RTOL,
-                min_cosine=verification.DEFAULT_MIN_COSINE, unsafe=False) -> dict:
+def verify_file(path, source=None, verify_images=(), rtol=None, min_cosine=None,
+                unsafe=False) -> dict:
     """Re-run verification of an exported ONNX file against Keras, rebuilt from its contract."""
     import onnxruntime as ort
 
@@ -276,5 +273,7 @@ def verify_file(path, source=None, verify_images=(), rtol=verification.DEFAULT_R
                          "compare it with")
     options = options_from_contract(contract, source, unsafe=unsafe)
     prepared = prepare(options)
-    return verification.verify(session, contract, reference_for(prepared, options),
-                               list(verify_images), rtol, min_cosine)
+    return verification.verify(
+        session, contract, reference_for(prepared, options), list(verify_images),
+        verification.DEFAULT_RTOL if rtol is None else rtol,
+        verification.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)

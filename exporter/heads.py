@@ -23,15 +23,16 @@ def check(head, shape, layer_name):
         raise UsageError(f"unknown head {head!r}; expected one of {', '.join(HEADS)}")
     rank, spatial = len(shape), shape[1:-1]
     if head in ("avg", "max") and rank < 3:
-        raise LayerError(f"layer {layer_name!r} outputs {_fmt(shape)}, already a vector; a "
-                         f"{head} pooling head needs a spatial output. Use --head flatten (or "
-                         "none), or pick an earlier layer.")
+        raise LayerError(f"layer {layer_name!r} outputs {format_shape(shape)}, already a "
+                         f"vector; a {head} pooling head needs a spatial output. Use --head "
+                         "flatten (or none), or pick an earlier layer.")
     if head == "flatten" and any(d is None for d in shape[1:]):
-        raise LayerError(f"layer {layer_name!r} outputs {_fmt(shape)} with unknown height/width, "
-                         "so flatten has no fixed width. Pass --input-size H W, or use "
-                         "--head avg / --head max.")
+        raise LayerError(f"layer {layer_name!r} outputs {format_shape(shape)} with unknown "
+                         "height/width, so flatten has no fixed width. Pass --input-size H W, "
+                         "or use --head avg / --head max.")
     if head in ("avg", "max") and any(d is None for d in spatial + (shape[-1],)):
-        raise LayerError(f"layer {layer_name!r} outputs {_fmt(shape)}; pass --input-size H W")
+        raise LayerError(f"layer {layer_name!r} outputs {format_shape(shape)}; pass "
+                         "--input-size H W")
 
 
 def feature_dim(head, shape) -> int:
@@ -64,5 +65,5 @@ def apply_tf(head, x, flatten_order="nhwc"):
     return x
 
 
-def _fmt(shape) -> str:
+def format_shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

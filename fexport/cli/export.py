@@ -123,8 +123,8 @@ def verify(
     source: Annotated[Optional[str], typer.Option(
         help="Where the Keras model is now, if it moved since export.")] = None,
     verify_images: Annotated[Optional[str], typer.Option(help="Also verify on these.")] = None,
-    rtol: Annotated[float, typer.Option(help="Max scale-relative error.")] = 1e-4,
-    min_cosine: Annotated[float, typer.Option(help="Min per-row cosine.")] = 0.9999,
+    rtol: Annotated[Optional[float], typer.Option(help="Max scale-relative error.")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option(help="Min per-row cosine.")] = None,
     report: Annotated[Optional[str], typer.Option(help="Write the JSON report here.")] = None,
     unsafe: Unsafe = False,
 ):
