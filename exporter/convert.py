@@ -9,6 +9,8 @@ import onnx
 
 from fexport.errors import ConversionError
 
+from . import fixes
+
 DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 and every onnxruntime >= 1.14
 BATCH_DIM = "batch"
 
@@ -19,30 +21,44 @@ def to_onnx(function, lifted=None, opset=DEFAULT_OPSET) -> onnx.ModelProto:
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     try:
-        proto, _ = tf2onnx.convert.from_function(
-            function, input_signature=function.input_signature, opset=opset)
+        with fixes.conversion_fixes():
+            constants = fixes.captured_constants(
+                function.get_concrete_function(*function.input_signature))
+            proto, _ = tf2onnx.convert.from_function(
+                function, input_signature=function.input_signature, opset=opset,
+                custom_op_handlers=dict(fixes.CUSTOM_OP_HANDLERS))
     except Exception as exc:  # tf2onnx raises untyped errors from deep inside its handlers
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:400]
         raise ConversionError(f"tf2onnx could not convert the model: {type(exc).__name__}: "
                               f"{first_line}. Try another --opset, or report the model and "
                               "layer to fexport.") from exc
-    inline_lifted_weights(proto, lifted or {})
+    inline_as_initializers(proto, {**constants, **(lifted or {})})
+    check_single_input(proto, function.input_signature[0].name)
     name_batch_dimension(proto)
     return proto
 
 
-def inline_lifted_weights(proto, lifted) -> None:
+def inline_as_initializers(proto, values) -> None:
+    """Graph inputs named in `values` (lifted weights, captured constants) become constants."""
     from onnx import numpy_helper
 
-    for value in [v for v in proto.graph.input if v.name in lifted]:
+    used = {name for node in proto.graph.node for name in node.input}
+    for value in [v for v in proto.graph.input if v.name in values]:
         proto.graph.input.remove(value)
-        weight = lifted[value.name]
-        proto.graph.initializer.append(numpy_helper.from_array(
-            np.asarray(weight.numpy()), value.name))
-    missing = set(lifted) - {i.name for i in proto.graph.initializer}
-    if missing:
-        raise ConversionError(f"internal: lifted weights {sorted(missing)} did not survive "
-                              "conversion; please report this model")
+        if value.name not in used:  # tf2onnx folded it into another constant
+            continue
+        array = values[value.name]
+        array = array if isinstance(array, np.ndarray) else array.numpy()
+        proto.graph.initializer.append(numpy_helper.from_array(np.asarray(array), value.name))
+
+
+def check_single_input(proto, input_name) -> None:
+    """A feature model has one input, the images: anything else would be an unfed placeholder."""
+    extra = [v.name for v in proto.graph.input if v.name != input_name]
+    if extra:
+        raise ConversionError(f"internal: the converted graph has inputs {extra[:5]} besides "
+                              f"{input_name!r}, which nothing would feed; please report this "
+                              "model to fexport")
 
 
 def name_batch_dimension(proto) -> None:

@@ -239,9 +239,21 @@ def _failure_message(report, written) -> str:
     else:
         what = (f"max rel error {worst['max_rel']:.3g} (limit {report['rtol']:g}), min cosine "
                 f"{worst['min_cosine']:.6f} (limit {report['min_cosine']:g})")
-    return (f"verification failed on {worst['label']}: {what}. The files were kept for "
-            f"inspection: {', '.join(written)}. Loosen --rtol/--min-cosine only if the "
-            "difference is explained.")
+    kept = f"The files were kept for inspection: {', '.join(written)}. " if written else ""
+    return f"verification failed on {worst['label']}: {what}. {kept}{_advice(worst)}"
+
+
+def _advice(check) -> str:
+    if check.get("rounding_explains"):
+        return (f"Keras itself moves by max rel {check['keras_self_rel']:.3g} (min cosine "
+                f"{check['keras_self_cosine']:.6f}) when its input moves by "
+                f"{verification.INPUT_NOISE:g}: the difference is float32 rounding as this "
+                "model amplifies it, not evidence of a conversion defect, and a tolerance this "
+                "tight cannot tell one apart. Verify with trained weights (--weights imagenet "
+                "or PATH), or accept it with --rtol/--min-cosine.")
+    return ("The difference is far beyond the model's own rounding sensitivity: please report "
+            "the model and layer to fexport. Loosen --rtol/--min-cosine only if it is "
+            "explained.")
 
 
 def options_from_contract(contract, source=None, **overrides) -> ExportOptions:

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fexport import models as registry
 from fexport.errors import ModelLoadError, UsageError, WeightsUnavailableError
 
@@ -63,9 +65,49 @@ def build_registry_model(spec, weights, include_top, input_size=None, seed=0):
         keras.utils.set_random_seed(seed)  # random init is reproducible, so `verify` can redo it
     constructor = _constructor(spec)
     try:
-        return constructor(**kwargs)
+        model = constructor(**kwargs)
     except Exception as exc:
         raise _weights_error(spec, weights, exc) from exc
+    if kwargs["weights"] is None:
+        calibrate_batchnorm(model, spec.preprocessing, seed)
+    return model
+
+
+def calibrate_batchnorm(model, mode, seed, batch=2):
+    """Set each BatchNormalization's moving statistics from one batch of seeded random pixels.
+
+    Keras's random init leaves them at mean 0 / variance 1, so nothing normalizes: in deep
+    residual nets (EfficientNetV2M/L) activations then reach 1e6 to 1e10, and float32 rounding
+    alone moves the output to cosine 0.6 (Keras against itself, with 1e-7 relative noise on the
+    input). Calibrated, the same random network stays in range and verification can tell a
+    conversion defect from rounding. One forward pass in graph order, each layer calibrated on
+    what the layers before it produce (data-dependent initialization).
+    """
+    import keras
+    import tensorflow as tf
+
+    from fexport.models import preprocessing
+
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        return
+    shape = (batch, *model.input_shape[1:])
+    pixels = np.random.default_rng(seed).integers(0, 256, shape).astype(np.float32)
+
+    def calibrated(operation):
+        if not isinstance(operation, keras.layers.BatchNormalization):
+            return operation
+
+        def call(x, **kwargs):
+            axes = [i for i in range(len(x.shape)) if i != operation.axis % len(x.shape)]
+            mean, variance = tf.nn.moments(x, axes=axes)
+            operation.moving_mean.assign(mean)
+            operation.moving_variance.assign(variance)
+            return operation(x, training=False)
+        return call
+
+    # Keras 3.15's own graph walker (pinned), the one Functional.call uses.
+    model._run_through_graph(tf.constant(preprocessing.apply(mode, pixels)),
+                             operation_fn=calibrated)
 
 
 def _keras_weights(weights):

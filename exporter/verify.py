@@ -25,6 +25,12 @@ DEFAULT_RTOL = 1e-4
 # Per-row cosine similarity: rounding noise of 1e-4 relative costs at most ~1e-8 of cosine, so
 # 0.9999 never fails on noise and still catches a feature vector pointing the wrong way.
 DEFAULT_MIN_COSINE = 0.9999
+# When a check fails, Keras is run again on the same pixels times (1 + 1e-7 noise), about one
+# float32 ulp: how far Keras moves from itself is the model's own rounding sensitivity. ONNX
+# Runtime sums in another order, so it can be expected to differ by about that much; a difference
+# within SENSITIVITY_FACTOR of it is rounding amplified by the model, far beyond it a defect.
+INPUT_NOISE = 1e-7
+SENSITIVITY_FACTOR = 10.0
 RANDOM_BATCHES = (1, 3)
 IMAGE_BATCH = 8
 
@@ -38,14 +44,28 @@ class Check:
     max_rel: float
     min_cosine: float
     passed: bool
+    # Only for failed checks: Keras against itself under INPUT_NOISE (see above).
+    keras_self_rel: float | None = None
+    keras_self_cosine: float | None = None
+
+    @property
+    def rounding_explains(self) -> bool:
+        return (self.keras_self_rel is not None
+                and self.max_rel <= SENSITIVITY_FACTOR * self.keras_self_rel)
 
     def line(self) -> str:
         mark = "ok  " if self.passed else "FAIL"
         if self.keras_shape != self.onnx_shape:
             return (f"{mark} {self.label}: shape mismatch, keras {self.keras_shape} vs onnx "
                     f"{self.onnx_shape}")
-        return (f"{mark} {self.label}: shape {self.onnx_shape}  max abs {self.max_abs:.3g}  "
+        text = (f"{mark} {self.label}: shape {self.onnx_shape}  max abs {self.max_abs:.3g}  "
                 f"max rel {self.max_rel:.3g}  min cosine {self.min_cosine:.7f}")
+        if self.keras_self_rel is None:
+            return text
+        cause = ("float32 rounding amplified by the model" if self.rounding_explains
+                 else "far beyond rounding: a conversion defect")
+        return (f"{text}; Keras vs itself with {INPUT_NOISE:g} input noise: max rel "
+                f"{self.keras_self_rel:.3g}, min cosine {self.keras_self_cosine:.7f} -> {cause}")
 
 
 @dataclass
@@ -126,19 +146,33 @@ def run_onnx(session, contract, pixels) -> np.ndarray:
 def verify(session, contract, reference, image_paths=(), rtol=DEFAULT_RTOL,
            min_cosine=DEFAULT_MIN_COSINE) -> dict:
     """Compare every verification input; a report dict with one entry per check."""
-    checks = [compare(label, reference.features(pixels), run_onnx(session, contract, pixels),
-                      rtol, min_cosine)
+    checks = [check_one(label, pixels, session, contract, reference, rtol, min_cosine)
               for label, pixels in verification_inputs(contract, list(image_paths))]
     return {"passed": all(c.passed for c in checks), "rtol": rtol, "min_cosine": min_cosine,
+            "rounding_explains": any(c.rounding_explains for c in checks),
             "checks": [_as_json(c) for c in checks]}
+
+
+def check_one(label, pixels, session, contract, reference, rtol, min_cosine) -> Check:
+    expected = reference.features(pixels)
+    check = compare(label, expected, run_onnx(session, contract, pixels), rtol, min_cosine)
+    if not check.passed and check.keras_shape == check.onnx_shape:
+        noise = np.random.default_rng(0).standard_normal(pixels.shape) * INPUT_NOISE
+        itself = compare(label, expected, reference.features(pixels * (1 + noise)), rtol,
+                         min_cosine)
+        check.keras_self_rel, check.keras_self_cosine = itself.max_rel, itself.min_cosine
+    return check
 
 
 def _as_json(check: Check) -> dict:
     data = asdict(check)
+    data["rounding_explains"] = check.rounding_explains
     data["keras_shape"], data["onnx_shape"] = list(check.keras_shape), list(check.onnx_shape)
     return data
 
 
 def report_lines(report) -> list[str]:
-    return [Check(**{**c, "keras_shape": tuple(c["keras_shape"]),
+    fields = set(Check.__dataclass_fields__)
+    return [Check(**{**{k: v for k, v in c.items() if k in fields},
+                     "keras_shape": tuple(c["keras_shape"]),
                      "onnx_shape": tuple(c["onnx_shape"])}).line() for c in report["checks"]]

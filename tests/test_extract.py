@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import MINI_XCEPTION, run_cli
+from fexport import models
 
 keras = pytest.importorskip("keras")
 
@@ -25,9 +26,10 @@ def keras_pipeline(model, layer, head, paths, size, preprocess, color_mode="rgb"
 
 
 def registry_model(name):
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)  # what `--weights none` uses, so the weights are the same
-    return getattr(keras.applications, name)(weights=None, include_top=False)
+    """The model `--weights none` builds: Keras's random init, seed 0, calibrated BatchNorm."""
+    from fexport.exporter.load import build_registry_model
+
+    return build_registry_model(models.get(name), "none", include_top=False)
 
 
 def extract(model_file, photos, tmp_path, *extra):
