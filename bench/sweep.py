@@ -136,7 +136,7 @@ def _machine_line(m) -> str:
 def _markdown_row(r) -> str:
     if "max_rel" not in r:
         return f"| {r['model']} | | {r['head']} | | | | | | | | FAIL: {r['error']} |"
-    return (f"| {r['model']} | {r['layer']} | {r['head']} | {r['feature_dim']} | "
+    return (f"| {r['model']} | {r.get('layer', '')} | {r['head']} | {r.get('feature_dim', '')} | "
             f"{r['export_s']} | {r['max_abs']:.2g} | {r['max_rel']:.2g} | "
             f"{r['min_cosine']:.7f} | {r['onnx_mib']} | {r['peak_rss_gib']} | "
             f"{'pass' if r['passed'] else 'FAIL: ' + r.get('error', '')} |")

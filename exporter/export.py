@@ -248,8 +248,8 @@ def _advice(check) -> str:
         return (f"Keras itself moves by max rel {check['keras_self_rel']:.3g} (min cosine "
                 f"{check['keras_self_cosine']:.6f}) when its input moves by "
                 f"{verification.INPUT_NOISE:g}: the difference is float32 rounding as this "
-                "model amplifies it, not evidence of a conversion defect, and a tolerance this "
-                "tight cannot tell one apart. Verify with trained weights (--weights imagenet "
+                "model amplifies it, not evidence of a conversion defect, but rounding this loud "
+                "would also hide one. Verify with trained weights (--weights imagenet "
                 "or PATH), or accept it with --rtol/--min-cosine.")
     return ("The difference is far beyond the model's own rounding sensitivity: please report "
             "the model and layer to fexport. Loosen --rtol/--min-cosine only if it is "

@@ -25,12 +25,16 @@ DEFAULT_RTOL = 1e-4
 # Per-row cosine similarity: rounding noise of 1e-4 relative costs at most ~1e-8 of cosine, so
 # 0.9999 never fails on noise and still catches a feature vector pointing the wrong way.
 DEFAULT_MIN_COSINE = 0.9999
-# When a check fails, Keras is run again on the same pixels times (1 + 1e-7 noise), about one
-# float32 ulp: how far Keras moves from itself is the model's own rounding sensitivity. ONNX
-# Runtime sums in another order, so it can be expected to differ by about that much; a difference
-# within SENSITIVITY_FACTOR of it is rounding amplified by the model, far beyond it a defect.
+# When a check misses the tolerance, Keras is run again on the same pixels times (1 + 1e-7
+# noise), about one float32 ulp: how far Keras moves from itself is the model's own rounding
+# sensitivity. ONNX Runtime sums in another order, so it differs by about as much (measured:
+# 0.8x to 1.5x); a difference within SENSITIVITY_FACTOR of it is rounding amplified by the
+# model, far beyond it a defect. Such a check still passes while that noise floor is below
+# MAX_NOISE_FLOOR, where a defect (1e-2 or more) would stand out above it; above the ceiling
+# (EfficientNetV2M with Keras's plain random init: 1.0) nothing can be verified and it fails.
 INPUT_NOISE = 1e-7
-SENSITIVITY_FACTOR = 10.0
+SENSITIVITY_FACTOR = 4.0
+MAX_NOISE_FLOOR = 1e-3
 RANDOM_BATCHES = (1, 3)
 IMAGE_BATCH = 8
 
@@ -50,8 +54,12 @@ class Check:
 
     @property
     def rounding_explains(self) -> bool:
-        return (self.keras_self_rel is not None
+        return (self.keras_self_rel is not None and self.keras_shape == self.onnx_shape
                 and self.max_rel <= SENSITIVITY_FACTOR * self.keras_self_rel)
+
+    @property
+    def verifiable(self) -> bool:
+        return self.keras_self_rel is None or self.keras_self_rel <= MAX_NOISE_FLOOR
 
     def line(self) -> str:
         mark = "ok  " if self.passed else "FAIL"
@@ -62,8 +70,12 @@ class Check:
                 f"max rel {self.max_rel:.3g}  min cosine {self.min_cosine:.7f}")
         if self.keras_self_rel is None:
             return text
-        cause = ("float32 rounding amplified by the model" if self.rounding_explains
-                 else "far beyond rounding: a conversion defect")
+        if self.passed:
+            cause = "within float32 rounding as this model amplifies it"
+        elif self.rounding_explains:
+            cause = "float32 rounding amplified beyond what verification can resolve"
+        else:
+            cause = "far beyond rounding: a conversion defect"
         return (f"{text}; Keras vs itself with {INPUT_NOISE:g} input noise: max rel "
                 f"{self.keras_self_rel:.3g}, min cosine {self.keras_self_cosine:.7f} -> {cause}")
 
@@ -150,6 +162,7 @@ def verify(session, contract, reference, image_paths=(), rtol=DEFAULT_RTOL,
               for label, pixels in verification_inputs(contract, list(image_paths))]
     return {"passed": all(c.passed for c in checks), "rtol": rtol, "min_cosine": min_cosine,
             "rounding_explains": any(c.rounding_explains for c in checks),
+            "verifiable": all(c.verifiable for c in checks),
             "checks": [_as_json(c) for c in checks]}
 
 
@@ -161,6 +174,7 @@ def check_one(label, pixels, session, contract, reference, rtol, min_cosine) -> 
         itself = compare(label, expected, reference.features(pixels * (1 + noise)), rtol,
                          min_cosine)
         check.keras_self_rel, check.keras_self_cosine = itself.max_rel, itself.min_cosine
+        check.passed = check.rounding_explains and check.verifiable
     return check
 
 
