@@ -2,5 +2,6 @@
 
 from .contract import Contract, InputSpec
 from .extractor import Batch, FeatureExtractor
+from .job import extract_to_file
 
-__all__ = ["Batch", "Contract", "FeatureExtractor", "InputSpec"]
+__all__ = ["Batch", "Contract", "FeatureExtractor", "InputSpec", "extract_to_file"]

@@ -64,6 +64,11 @@ class FeatureExtractor:
         return self.session.get_providers()
 
     @property
+    def threads(self):
+        """The intra-op thread count asked for (None: onnxruntime's default, all cores)."""
+        return self._settings["threads"]
+
+    @property
     def feature_dim(self) -> int:
         return self.contract.feature_dim
 

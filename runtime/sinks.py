@@ -1,12 +1,17 @@
 """Feature outputs: .npy (+ .paths.txt), .npz, .csv, .parquet, each written atomically.
 
 Failed inputs are recorded with their reasons: inside a .npz, beside the other formats as
-`<output>.failures.tsv` (path, tab, reason), written only when something failed.
+`<output>.failures.tsv` (path, tab, reason), written only when something failed (a stale one
+from an earlier run is removed). Features are written chunk by chunk, so memory stays bounded
+by one chunk, and the bytes depend only on the rows: no timestamps, no chunking artefacts, so
+a resumed run's file is byte-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,8 @@ from fexport.errors import OutputError, UsageError
 from . import atomic
 
 FORMATS = (".npy", ".npz", ".csv", ".parquet")
+PARQUET_ROW_GROUP_BYTES = 64 << 20  # rows per group follow from the feature width
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # a fixed member time, so the same rows give the same bytes
 
 
 def check_output(path) -> str:
@@ -34,63 +41,146 @@ def sidecar(path, name) -> Path:
     return path.with_name(f"{path.stem}.{name}")
 
 
+def outputs(path) -> list[Path]:
+    """Every file a run may write for `path`: the output, then its sidecars."""
+    suffix = check_output(path)
+    names = {".npy": ["paths.txt", "failures.tsv"], ".npz": []}.get(suffix, ["failures.tsv"])
+    return [Path(path)] + [sidecar(path, name) for name in names]
+
+
 def write(path, keys, features, failures=()) -> list[str]:
     """Write features (row i for keys[i]) and the failures; the paths written, output first."""
-    suffix = check_output(path)
     features = np.asarray(features, dtype=np.float32)
+    return write_chunks(path, keys, [features], features.shape[1:], failures)
+
+
+def write_chunks(path, keys, chunks, row_shape, failures=()) -> list[str]:
+    """Like `write`, with the features given as consecutive chunks of rows of `row_shape`."""
+    suffix = check_output(path)
+    rows = _checked_rows(chunks, len(keys), tuple(row_shape))
     try:
-        written = _WRITERS[suffix](Path(path), list(keys), features, list(failures))
+        written = _WRITERS[suffix](Path(path), list(keys), rows, tuple(row_shape),
+                                   list(failures))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    if failures and suffix != ".npz":
-        failed = sidecar(path, "failures.tsv")
-        text = "".join(f"{key}\t{_one_line(reason)}\n" for key, reason in failures)
-        atomic.write_bytes(failed, text.encode())
-        written.append(str(failed))
+    if suffix != ".npz":
+        written += _write_failures(sidecar(path, "failures.tsv"), failures)
     return written
+
+
+def _checked_rows(chunks, count, row_shape):
+    """The chunks as float32, checked to add up to `count` rows of `row_shape`."""
+    seen = 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype="<f4")
+        if chunk.shape[1:] != row_shape:
+            raise ValueError(f"feature rows of shape {chunk.shape[1:]}, expected {row_shape}")
+        seen += len(chunk)
+        yield chunk
+    if seen != count:
+        raise ValueError(f"{seen} feature rows for {count} keys")
+
+
+def _write_failures(path, failures) -> list[str]:
+    if not failures:
+        if path.exists():
+            os.remove(path)  # a stale list from an earlier run would describe another run
+        return []
+    text = "".join(f"{key}\t{_one_line(reason)}\n" for key, reason in failures)
+    atomic.write_bytes(path, text.encode())
+    return [str(path)]
 
 
 def _one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def _npy(path, keys, features, failures):
+def _npy_header(count, row_shape) -> dict:
+    return {"descr": "<f4", "fortran_order": False, "shape": (count, *row_shape)}
+
+
+def _npy(path, keys, rows, row_shape, failures):
     with atomic.atomic_path(path) as tmp:
-        np.save(tmp, features)
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, _npy_header(len(keys), row_shape))
+            for chunk in rows:
+                f.write(chunk.tobytes())
     paths = sidecar(path, "paths.txt")
     atomic.write_bytes(paths, "".join(f"{k}\n" for k in keys).encode())
     return [str(path), str(paths)]
 
 
-def _npz(path, keys, features, failures):
+def _npz(path, keys, rows, row_shape, failures):
+    arrays = {"paths": np.array(keys, dtype=str),
+              "failed_paths": np.array([k for k, _ in failures], dtype=str),
+              "failed_reasons": np.array([_one_line(r) for _, r in failures], dtype=str)}
     with atomic.atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, features=features, paths=np.array(keys, dtype=str),
-                     failed_paths=np.array([k for k, _ in failures], dtype=str),
-                     failed_reasons=np.array([_one_line(r) for _, r in failures], dtype=str))
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+            with _zip_member(archive, "features.npy") as f:
+                np.lib.format.write_array_header_1_0(f, _npy_header(len(keys), row_shape))
+                for chunk in rows:
+                    f.write(chunk.tobytes())
+            for name, array in arrays.items():
+                with _zip_member(archive, f"{name}.npy") as f:
+                    np.lib.format.write_array(f, array)
     return [str(path)]
 
 
-def _csv(path, keys, features, failures):
+def _zip_member(archive, name):
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.external_attr = 0o600 << 16  # what numpy's own savez gives its members
+    return archive.open(info, "w", force_zip64=True)  # numpy forces zip64 too (gh-10776)
+
+
+def _csv(path, keys, rows, row_shape, failures):
+    width = int(np.prod(row_shape))
+    start = 0
     with atomic.atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", *(f"f{i}" for i in range(features.shape[1]))])
-            for key, row in zip(keys, features):
-                writer.writerow([key, *(repr(float(v)) for v in row)])
+            writer.writerow(["path", *(f"f{i}" for i in range(width))])
+            for chunk in rows:
+                for key, row in zip(keys[start:], chunk.reshape(len(chunk), width)):
+                    writer.writerow([key, *(repr(float(v)) for v in row)])
+                start += len(chunk)
     return [str(path)]
 
 
-def _parquet(path, keys, features, failures):
+def _parquet(path, keys, rows, row_shape, failures):
     pa, pq = _pyarrow()
-    flat = pa.array(features.reshape(-1), type=pa.float32())
-    offsets = pa.array(np.arange(0, features.size + 1, max(features.shape[1], 1),
-                                 dtype=np.int32)[:len(keys) + 1])
-    column = pa.ListArray.from_arrays(offsets, flat)
-    table = pa.table({"path": pa.array(keys, pa.string()), "features": column})
+    width = int(np.prod(row_shape))
+    schema = pa.schema([("path", pa.string()), ("features", pa.list_(pa.float32()))])
+    group = max(1, PARQUET_ROW_GROUP_BYTES // max(4 * width, 1))
+    start = 0
     with atomic.atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for block in _regroup(rows, group):
+                writer.write_table(_table(pa, keys[start:start + len(block)], block, width,
+                                          schema), row_group_size=group)
+                start += len(block)
     return [str(path)]
+
+
+def _table(pa, keys, block, width, schema):
+    flat = pa.array(block.reshape(-1), type=pa.float32())
+    offsets = pa.array(np.arange(len(block) + 1, dtype=np.int32) * width)
+    column = pa.ListArray.from_arrays(offsets, flat)
+    return pa.Table.from_arrays([pa.array(keys, pa.string()), column], schema=schema)
+
+
+def _regroup(chunks, size):
+    """Blocks of exactly `size` rows (the last may be shorter), whatever the chunks were, so
+    the file does not depend on how the rows arrived."""
+    pending, count = [], 0
+    for chunk in chunks:
+        pending.append(chunk)
+        count += len(chunk)
+        while count >= size:
+            joined = np.concatenate(pending)
+            yield joined[:size]
+            pending, count = [joined[size:]], count - size
+    if count:
+        yield np.concatenate(pending)
 
 
 def _pyarrow():

@@ -1,12 +1,11 @@
 """`fexport extract`, `info` and `doctor` through the real CLI: formats, bad files, exit codes."""
 
-import csv
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import error_line, run_cli
+from readback import read_features
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +45,8 @@ def test_other_formats_hold_the_same_features(resnet8_onnx, photos, tmp_path, su
     ref = np.load(reference)
     out = tmp_path / f"f{suffix}"
     run_cli("extract", resnet8_onnx, photos, "-o", out, "--batch-size", "3")
-    if suffix == ".npy":
-        features = np.load(out)
-        paths = (tmp_path / "f.paths.txt").read_text().splitlines()
-    elif suffix == ".csv":
-        rows = list(csv.reader(open(out)))
-        assert rows[0][:2] == ["path", "f0"]
-        paths = [r[0] for r in rows[1:]]
-        features = np.array([[float(v) for v in r[1:]] for r in rows[1:]], np.float32)
-    else:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(out)
-        paths = table.column("path").to_pylist()
-        features = np.array(table.column("features").to_pylist(), np.float32)
-    assert paths == list(ref["paths"])
+    paths, features, failures = read_features(out)
+    assert paths == list(ref["paths"]) and not failures
     np.testing.assert_array_equal(features, ref["features"])
 
 

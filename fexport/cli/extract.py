@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .options import BatchSize, Device, InputSize, Json, Threads
+from .options import BatchSize, Device, InputSize, Json, Overwrite, Resume, Threads
 
 
 def register(app: typer.Typer) -> None:
@@ -35,49 +35,61 @@ def extract(
     keep_aspect: Annotated[bool, typer.Option(help="Center-crop to the aspect ratio first.")]
     = False,
     exif: Annotated[bool, typer.Option(help="Apply EXIF orientation.")] = False,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
 ):
-    """Extract features from images into one file, row i for image i."""
-    from fexport.errors import ImageError, UsageError
-    from fexport.runtime import FeatureExtractor, sinks
-    from fexport.runtime.images import expand_inputs
+    """Extract features from images into one file, row i for image i; crash-safe, resumable."""
+    from fexport.errors import ImageError
+    from fexport.runtime import FeatureExtractor, job
 
-    if on_error not in ("skip", "fail"):
-        raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
-    sinks.check_output(output)
-    items = expand_inputs(inputs)
+    mode = _mode(resume, overwrite, on_error, output)
+    items = _listed_inputs(inputs)
     extractor = FeatureExtractor(model_file, device, threads, input_size=input_size,
                                  resample=resample, keep_aspect=keep_aspect, exif=exif,
                                  workers=workers)
-    keys, parts, failures = _run(extractor, items, batch_size,
-                                 "skip" if on_error == "skip" else "raise")
-    features = _join(parts, extractor.feature_dim)
-    written = sinks.write(output, keys, features, failures)
-    typer.echo(f"extracted {len(keys)} of {len(items)} images -> {', '.join(written)} "
-               f"({features.shape[0]} x {features.shape[1]} float32, {extractor.device})")
-    for key, reason in failures:
+    progress = _Progress(len(items))
+    summary = job.extract_to_file(extractor, items, output, batch_size,
+                                  "skip" if on_error == "skip" else "raise", mode,
+                                  on_batch=progress.update)
+    progress.close()
+    _report(summary, extractor.device)
+    if summary.failures and not summary.extracted:
+        raise ImageError(f"none of the {summary.total} inputs could be read")
+
+
+def _mode(resume, overwrite, on_error, output) -> str:
+    """Check the arguments that need no file opened; the job's mode."""
+    from fexport.errors import UsageError
+    from fexport.runtime import sinks
+
+    if on_error not in ("skip", "fail"):
+        raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pass one")
+    sinks.check_output(output)
+    return "resume" if resume else "overwrite" if overwrite else "new"
+
+
+def _listed_inputs(inputs) -> list:
+    from fexport.errors import UsageError
+    from fexport.runtime.images import IMAGE_EXTENSIONS, expand_inputs
+
+    items = expand_inputs(inputs)
+    if not items:
+        raise UsageError(f"no images found in {', '.join(inputs)} (looked for "
+                         f"{' '.join(IMAGE_EXTENSIONS)}, recursively)")
+    return items
+
+
+def _report(summary, device) -> None:
+    if summary.resumed:
+        typer.echo(f"resumed: {summary.resumed} of {summary.total} inputs were already done")
+    shape = " x ".join(str(n) for n in (summary.extracted, *summary.row_shape))
+    typer.echo(f"extracted {summary.extracted} of {summary.total} images -> "
+               f"{', '.join(summary.written)} ({shape} float32, {device})")
+    for key, reason in summary.failures:
         typer.echo(f"skipped {reason}" if reason.startswith(key) else f"skipped {key}: {reason}",
                    err=True)
-    if failures and not keys:
-        raise ImageError(f"none of the {len(items)} inputs could be read")
-
-
-def _run(extractor, items, batch_size, on_error):
-    keys, parts, failures = [], [], []
-    progress = _Progress(len(items))
-    for batch in extractor.stream(items, batch_size, on_error=on_error):
-        keys += batch.keys
-        parts.append(batch.features)
-        failures += batch.failures
-        progress.update(len(batch.keys) + len(batch.failures))
-    progress.close()
-    return keys, parts, failures
-
-
-def _join(parts, dim):
-    import numpy as np
-
-    parts = [p for p in parts if len(p)]
-    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
 
 class _Progress:

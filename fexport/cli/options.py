@@ -17,3 +17,7 @@ Weights = Annotated[str, typer.Option(
 Unsafe = Annotated[bool, typer.Option(
     "--unsafe", help="Allow Lambda layers (runs the model file's Python code).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace existing outputs (and discard an interrupted run's store).")]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run with the same model, inputs and options.")]
