@@ -1,63 +1,118 @@
-"""The timing core behind `fexport bench`: one onnxruntime model, several batch sizes.
+"""The timing core behind `fexport bench`: an exported model, several batch sizes, several
+runtimes timed in turn.
 
 Vocabulary as in onnxruntime_perf_test and trtexec: session creation time, first-run latency
 (the first inference, which pays for allocations), then latency percentiles over the timed
-iterations and throughput in images/s. Lean: numpy and onnxruntime only.
+iterations and throughput in images/s. With `compare_keras`, the same cut Keras model runs in the
+same process, interleaved with ONNX Runtime iteration by iteration, so machine drift (turbo,
+other load) hits every runtime alike. Lean unless `compare_keras`: numpy and onnxruntime only.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from fexport.runtime import images
 from fexport.runtime import session as sessions
-from fexport.runtime.extractor import read_contract, to_model_input
+from fexport.runtime.extractor import FeatureExtractor, read_contract, to_model_input
 
 PERCENTILES = (50, 90, 95, 99)
+ONNXRUNTIME = "onnxruntime"
+# Untimed pause before each timed call when several runtimes take turns: the one that just ran
+# leaves its worker threads spinning (Eigen's in TensorFlow, ONNX Runtime's own) for a while, and
+# on a 2-core machine they would steal the cores from the next runtime's timed call.
+SETTLE_S = 0.05
+
+
+@dataclass
+class Runner:
+    name: str
+    call: Callable[[np.ndarray], object]  # float32 NHWC RGB pixels 0..255 -> features
 
 
 def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, iters=20,
-                duration=None, input_size=None) -> dict:
+                duration=None, input_size=None, compare_keras=False, image_paths=()) -> dict:
     """Time `path` at each batch size; a JSON-ready dict with the machine it ran on."""
     start = time.perf_counter()
     session = sessions.open_session(path, device, threads)
     created_s = time.perf_counter() - start
     contract = read_contract(session, path, input_size)
-    runs = [_bench_batch(session, contract, n, warmup, iters, duration) for n in batch_sizes]
+    runners = [onnx_runner(session, contract)]
+    if compare_keras:
+        from .keras_side import keras_runners  # TensorFlow: only when asked for
+
+        runners += keras_runners(contract)
+    rows = [row for n in batch_sizes
+            for row in bench_batch(runners, random_pixels(contract, n), warmup, iters, duration)]
+    if image_paths:
+        extractor = FeatureExtractor(path, device, threads, input_size=input_size)
+        rows += [row for n in batch_sizes
+                 for row in bench_images(extractor, image_paths, n, warmup, iters, duration)]
     return {"model": str(path), "provider": session.get_providers()[0],
-            "session_creation_s": created_s, "threads": threads, "results": runs,
+            "session_creation_s": created_s, "threads": threads, "results": rows,
             "peak_rss_mib": peak_rss_mib(), "machine": machine()}
 
 
-def _bench_batch(session, contract, batch, warmup, iters, duration) -> dict:
+def onnx_runner(session, contract) -> Runner:
+    feed_name, outputs = contract.input.name, [contract.output_name]
+    return Runner(ONNXRUNTIME, lambda pixels: session.run(
+        outputs, {feed_name: to_model_input(contract, pixels)}))
+
+
+def random_pixels(contract, batch) -> np.ndarray:
     spec = contract.input
-    pixels = np.random.default_rng(batch).integers(
-        0, 256, (batch, spec.height, spec.width, spec.channels)).astype(np.float32)
-    feed = {spec.name: to_model_input(contract, pixels)}
-    outputs = [contract.output_name]
-    first = _timed(lambda: session.run(outputs, feed))
+    shape = (batch, spec.height, spec.width, spec.channels)
+    return np.random.default_rng(batch).integers(0, 256, shape).astype(np.float32)
+
+
+def bench_batch(runners, pixels, warmup, iters, duration) -> list[dict]:
+    """One row per runner; each timed iteration runs every runner once, in turn."""
+    first = {r.name: _timed(lambda r=r: r.call(pixels)) for r in runners}
     for _ in range(warmup):
-        session.run(outputs, feed)
-    latencies = _timed_loop(lambda: session.run(outputs, feed), iters, duration)
-    return summarize(batch, first, latencies)
+        for runner in runners:
+            runner.call(pixels)
+    latencies = {r.name: [] for r in runners}
+    for _ in _rounds(iters, duration):
+        for runner in runners:
+            if len(runners) > 1:
+                time.sleep(SETTLE_S)
+            latencies[runner.name].append(_timed(lambda r=runner: r.call(pixels)))
+    return [{"runtime": r.name, **summarize(len(pixels), first[r.name], latencies[r.name])}
+            for r in runners]
+
+
+def bench_images(extractor, paths, batch, warmup, iters, duration) -> list[dict]:
+    """Decode + resize alone, and the whole extraction (decode, resize, inference)."""
+    chunk = [paths[i % len(paths)] for i in range(batch)]
+    options = extractor.load_options
+    runners = [Runner("decode+resize", lambda _: [images.load(p, options) for p in chunk]),
+               Runner("end-to-end", lambda _: extractor.extract(chunk, batch_size=batch))]
+    return bench_batch(runners, np.zeros((batch, 1, 1, 1), np.float32), warmup, iters, duration)
+
+
+def _rounds(iters, duration):
+    if duration:
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            yield
+    else:
+        yield from range(iters)
 
 
 def _timed(call) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
-
-
-def _timed_loop(call, iters, duration) -> list[float]:
-    latencies, deadline = [], time.perf_counter() + duration if duration else None
-    while (deadline and time.perf_counter() < deadline) or (not deadline and
-                                                            len(latencies) < iters):
-        latencies.append(_timed(call))
-    return latencies
 
 
 def summarize(batch, first_s, latencies) -> dict:
@@ -76,9 +131,27 @@ def peak_rss_mib() -> float:
 def machine() -> dict:
     import onnxruntime as ort
 
-    return {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+    return {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)), "gpu": _gpu(),
+            "python": platform.python_version(), "onnxruntime": ort.__version__,
+            "providers": ort.get_available_providers(), **_versions()}
+
+
+def _versions() -> dict:
+    found = {}
+    for name in ("numpy", "pillow", "tensorflow", "keras", "tf2onnx", "onnx"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _gpu() -> str | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    proc = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,"
+                           "noheader"], capture_output=True, text=True, timeout=30)
+    return proc.stdout.strip() or None
 
 
 def _cpu_model() -> str:

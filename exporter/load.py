@@ -68,7 +68,7 @@ def build_registry_model(spec, weights, include_top, input_size=None, seed=0):
         model = constructor(**kwargs)
     except Exception as exc:
         raise _weights_error(spec, weights, exc) from exc
-    if kwargs["weights"] is None:
+    if kwargs["weights"] is None and spec.calibrate_random_batchnorm:
         calibrate_batchnorm(model, spec.preprocessing, seed)
     return model
 
@@ -76,12 +76,14 @@ def build_registry_model(spec, weights, include_top, input_size=None, seed=0):
 def calibrate_batchnorm(model, mode, seed, batch=2):
     """Set each BatchNormalization's moving statistics from one batch of seeded random pixels.
 
-    Keras's random init leaves them at mean 0 / variance 1, so nothing normalizes: in deep
-    residual nets (EfficientNetV2M/L) activations then reach 1e6 to 1e10, and float32 rounding
-    alone moves the output to cosine 0.6 (Keras against itself, with 1e-7 relative noise on the
-    input). Calibrated, the same random network stays in range and verification can tell a
-    conversion defect from rounding. One forward pass in graph order, each layer calibrated on
-    what the layers before it produce (data-dependent initialization).
+    Keras's random init leaves them at mean 0 / variance 1, so nothing normalizes: in
+    EfficientNetV2M/L activations then reach 1e6 to 1e10, and float32 rounding alone moves the
+    output to cosine 0.6 (Keras against itself, with 1e-7 relative noise on the input).
+    Calibrated, they stay in range and verification can tell a conversion defect from rounding.
+    Only for the families the registry marks: calibrated deep ResNets turn chaotic instead
+    (ResNet152's noise floor rises from 1e-6 to 1.4e-3), so the others keep Keras's own init.
+    One forward pass in graph order, each layer calibrated on what the layers before it produce
+    (data-dependent initialization).
     """
     import keras
     import tensorflow as tf

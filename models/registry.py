@@ -6,7 +6,8 @@ inside its graph. `feature_layer` is the output of the model built with `include
 the recommended cut; None where Keras gives that layer an auto-generated name that changes with
 the session (NASNet, MobileNetV3, ConvNeXt); fexport then takes the top-less model's output.
 `top_layers` are the layers only the classifier top has: asking for one builds the model with
-its top.
+its top. `calibrate_random_batchnorm` marks the families whose Keras random init is too
+ill-conditioned to verify (see exporter/load.py, calibrate_batchnorm).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class ModelSpec:
     feature_layer: str | None
     feature_dim: int  # channels of feature_layer
     top_layers: tuple[str, ...]
+    calibrate_random_batchnorm: bool = False
 
     @property
     def constructor(self) -> str:
@@ -38,10 +40,10 @@ _EFFICIENT_TOP = ("avg_pool", "top_dropout", "predictions")
 _MOBILENET_V3_TOP = ("conv_2", "dropout", "logits", "flatten", "predictions")
 
 
-def _family(module, preprocessing, feature_layer, top_layers, members):
+def _family(module, preprocessing, feature_layer, top_layers, members, calibrate=False):
     """Specs for a family: members are (name, input side, feature dim)."""
-    return [ModelSpec(name, module, (side, side), preprocessing, feature_layer, dim, top_layers)
-            for name, side, dim in members]
+    return [ModelSpec(name, module, (side, side), preprocessing, feature_layer, dim, top_layers,
+                      calibrate) for name, side, dim in members]
 
 
 def _convnext():
@@ -83,6 +85,6 @@ SPECS: tuple[ModelSpec, ...] = tuple(
               [("EfficientNetV2B0", 224, 1280), ("EfficientNetV2B1", 240, 1280),
                ("EfficientNetV2B2", 260, 1408), ("EfficientNetV2B3", 300, 1536),
                ("EfficientNetV2S", 384, 1280), ("EfficientNetV2M", 480, 1280),
-               ("EfficientNetV2L", 480, 1280)])
+               ("EfficientNetV2L", 480, 1280)], calibrate=True)
     + _convnext()
 )

@@ -1,11 +1,24 @@
-"""The bench harness produces complete, well-formed results (no timed assertions)."""
+"""The bench harness and suite produce complete, well-formed results (no timed assertions)."""
 
 import json
+import math
+
+from PIL import Image
 
 from conftest import run_cli
+from fexport.bench import flops, matmul, report, suite
+from fexport.bench.core import machine
 
-KEYS = {"batch", "iterations", "first_run_ms", "mean_ms", "p50_ms", "p90_ms", "p95_ms",
-        "p99_ms", "images_per_s"}
+KEYS = {"runtime", "batch", "iterations", "first_run_ms", "mean_ms", "p50_ms", "p90_ms",
+        "p95_ms", "p99_ms", "images_per_s"}
+RUNTIMES = ["onnxruntime", "keras.predict", "keras.__call__"]
+
+
+def check_rows(rows, iterations):
+    for row in rows:
+        assert set(row) == KEYS and row["iterations"] == iterations
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p95_ms"] <= row["p99_ms"]
+        assert row["images_per_s"] > 0 and row["first_run_ms"] > 0
 
 
 def test_bench_reports_every_batch_size(resnet8_onnx, tmp_path):
@@ -13,16 +26,66 @@ def test_bench_reports_every_batch_size(resnet8_onnx, tmp_path):
     proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "1,4", "--iters", "5", "--warmup",
                    "1", "--json", out)
     data = json.loads(out.read_text())
-    assert [r["batch"] for r in data["results"]] == [1, 4]
-    for row in data["results"]:
-        assert set(row) == KEYS and row["iterations"] == 5
-        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p95_ms"] <= row["p99_ms"]
-        assert row["images_per_s"] > 0
+    assert [(r["runtime"], r["batch"]) for r in data["results"]] == [
+        ("onnxruntime", 1), ("onnxruntime", 4)]
+    check_rows(data["results"], 5)
     assert data["provider"] == "CPUExecutionProvider" and data["session_creation_s"] > 0
     assert data["machine"]["cores"] >= 1 and data["peak_rss_mib"] > 0
+    assert {"onnxruntime", "numpy", "cpu"} <= set(data["machine"])
     assert "images/s" in proc.stdout
+
+
+def test_bench_compares_keras_and_times_images(resnet8_onnx, photos, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "2", "--iters", "3", "--warmup",
+                   "1", "--compare-keras", "--images", photos, "--json", out)
+    rows = json.loads(out.read_text())["results"]
+    assert [r["runtime"] for r in rows] == RUNTIMES + ["decode+resize", "end-to-end"]
+    check_rows(rows, 3)
+    assert "onnxruntime" in proc.stdout and "x faster" in proc.stdout
+    assert "of inference alone" in proc.stdout
 
 
 def test_bench_rejects_bad_batch_sizes(resnet8_onnx):
     proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "one", check=False)
     assert proc.returncode == 2 and "expected integers" in proc.stderr
+
+
+def test_flops_equal_a_count_from_the_keras_layers(resnet8_onnx):
+    from conftest import RESNET8
+    from fexport.exporter.load import load_file
+
+    model = load_file(RESNET8)[0]
+    cut = model.layers[:[layer.name for layer in model.layers].index("activation_6") + 1]
+    expected = sum(2 * math.prod(layer.output.shape[1:]) * math.prod(layer.kernel_size)
+                   * layer.input.shape[-1] for layer in cut if type(layer).__name__ == "Conv2D")
+    assert flops.flops_per_image(resnet8_onnx) == expected > 0
+
+
+def test_suite_writes_json_markdown_and_png(resnet8_onnx, photos, tmp_path):
+    data = {"machine": machine(), "matmul_gflops": matmul.rates(size=256, repeats=2),
+            "models": [{"model": "ResNet8", "head": "avg",
+                        "gflops_per_image": flops.flops_per_image(resnet8_onnx) / 1e9,
+                        "runs": [suite.bench(resnet8_onnx, (1, 8), 2, photos, "cpu", True)],
+                        "cold_start": suite.cold_start(resnet8_onnx, photos, tmp_path)}]}
+    json_file, md, png = suite.write(data, tmp_path / "results")
+    assert json.loads(json_file.read_text())["models"][0]["model"] == "ResNet8"
+    text = md.read_text()
+    for heading in ("Latency and throughput", "Folder extraction", "Cold start", "Targets"):
+        assert f"## {heading}" in text
+    cold = data["models"][0]["cold_start"]
+    assert cold["onnxruntime"]["seconds"] > 0 and cold["keras"]["peak_rss_mib"] > 0
+    judged = list(report.targets(data))
+    assert {t[0] for t in judged} >= {"batch-8 throughput vs Keras predict",
+                                      "cold start vs Keras"}
+    assert all(value is not None and value > 0 for _, _, value, _, _ in judged)
+    with Image.open(png) as image:
+        assert image.size == (900, 420)
+
+
+def test_suite_models_are_registered():
+    from fexport import models
+    from fexport.exporter import heads
+
+    for name, head in suite.MODELS + suite.QUICK_MODELS:
+        assert models.get(name).name == name and head in heads.HEADS

@@ -26,7 +26,7 @@ def keras_pipeline(model, layer, head, paths, size, preprocess, color_mode="rgb"
 
 
 def registry_model(name):
-    """The model `--weights none` builds: Keras's random init, seed 0, calibrated BatchNorm."""
+    """The model `--weights none` builds: Keras's random init with seed 0."""
     from fexport.exporter.load import build_registry_model
 
     return build_registry_model(models.get(name), "none", include_top=False)

@@ -1,7 +1,7 @@
 """Verification tells float32 rounding amplified by a model apart from a conversion defect.
 
-Random-weight registry models get calibrated BatchNorm statistics so that verification of them
-means something (EfficientNetV2M/L otherwise amplify rounding to cosine 0.6).
+EfficientNetV2 built with random weights gets calibrated BatchNorm statistics so that
+verifying it means something (V2M/L otherwise amplify rounding to cosine 0.6).
 """
 
 import numpy as np

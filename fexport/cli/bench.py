@@ -1,4 +1,4 @@
-"""`fexport bench`: latency and throughput of an exported model with onnxruntime."""
+"""`fexport bench`: latency and throughput of an exported model, optionally against Keras."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from .options import Device, InputSize, Threads
+
+COLUMNS = (("first ms", "first_run_ms"), ("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"),
+           ("p95 ms", "p95_ms"), ("p99 ms", "p99_ms"), ("images/s", "images_per_s"))
 
 
 def register(app: typer.Typer) -> None:
@@ -23,30 +26,62 @@ def bench(
     iters: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 20,
     duration: Annotated[Optional[float], typer.Option(
         help="Time each batch size for this many seconds instead of --iters.")] = None,
+    images: Annotated[Optional[str], typer.Option(
+        "--images", help="Folder of images: also time decode + resize, and extraction end to "
+                         "end.")] = None,
+    compare_keras: Annotated[bool, typer.Option(
+        "--compare-keras", help="Also run the source Keras model (predict and a direct call), "
+                                "interleaved with ONNX Runtime. Needs fexport[export].")] = False,
     input_size: InputSize = None,
     json_file: Annotated[Optional[str], typer.Option("--json", help="Write results here.")]
     = None,
 ):
     """Latency percentiles, throughput, first-run latency and session creation time."""
     from fexport.bench.core import bench_model
-    from fexport.errors import UsageError
     from fexport.runtime import atomic
+    from fexport.runtime.images import expand_inputs
 
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-    except ValueError as exc:
-        raise UsageError(f"--batch-sizes {batch_sizes!r}: expected integers like 1,8,32") from exc
-    result = bench_model(model_file, sizes, device, threads, warmup, iters, duration,
-                         input_size)
-    typer.echo(f"{result['model']} on {result['provider']} ({result['machine']['cpu']}, "
-               f"{result['machine']['cores']} cores): session created in "
-               f"{result['session_creation_s'] * 1e3:.0f} ms")
-    typer.echo(f"{'batch':>5} {'first ms':>9} {'p50 ms':>8} {'p90 ms':>8} {'p95 ms':>8} "
-               f"{'p99 ms':>8} {'images/s':>9}")
-    for r in result["results"]:
-        typer.echo(f"{r['batch']:>5} {r['first_run_ms']:>9.1f} {r['p50_ms']:>8.1f} "
-                   f"{r['p90_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                   f"{r['images_per_s']:>9.1f}")
-    typer.echo(f"peak resident memory {result['peak_rss_mib']:.0f} MiB")
+    paths = expand_inputs(images) if images else []
+    result = bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads, warmup,
+                         iters, duration, input_size, compare_keras, paths)
+    for line in report_lines(result):
+        typer.echo(line)
     if json_file:
         atomic.write_bytes(json_file, json.dumps(result, indent=1).encode())
+
+
+def parse_batch_sizes(text) -> list[int]:
+    from fexport.errors import UsageError
+
+    try:
+        sizes = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--batch-sizes {text!r}: expected integers like 1,8,32") from exc
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--batch-sizes {text!r}: expected positive integers like 1,8,32")
+    return sizes
+
+
+def report_lines(result) -> list[str]:
+    m = result["machine"]
+    lines = [f"{result['model']} on {result['provider']} ({m['cpu']}, {m['cores']} cores"
+             f"{', ' + m['gpu'] if m.get('gpu') else ''}): session created in "
+             f"{result['session_creation_s'] * 1e3:.0f} ms",
+             f"{'runtime':<15} {'batch':>5} " + " ".join(f"{h:>9}" for h, _ in COLUMNS)
+             + "  relative"]
+    onnx = {r["batch"]: r for r in result["results"] if r["runtime"] == "onnxruntime"}
+    for r in result["results"]:
+        lines.append(f"{r['runtime']:<15} {r['batch']:>5} "
+                     + " ".join(f"{r[key]:>9.1f}" for _, key in COLUMNS) + "  "
+                     + _relative(r, onnx.get(r["batch"])))
+    lines.append(f"peak resident memory {result['peak_rss_mib']:.0f} MiB")
+    return lines
+
+
+def _relative(row, onnx_row) -> str:
+    if onnx_row is None or row["runtime"] in ("onnxruntime", "decode+resize"):
+        return ""
+    ratio = row["images_per_s"] / onnx_row["images_per_s"]
+    if row["runtime"] == "end-to-end":
+        return f"{ratio:.0%} of inference alone"
+    return f"onnxruntime {1 / ratio:.2f}x faster"

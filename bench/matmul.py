@@ -1,0 +1,47 @@
+"""The machine's measured FP32 limit: the best rate of a large square matrix product.
+
+Measured two ways, numpy (its BLAS) and ONNX Runtime's own MatMul kernel (MLAS), because a
+model's runtime can reach no more than what its kernels get from the cores. 2 x N^3 FLOPs each.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+SIZE = 2048
+REPEATS = 7  # the best of a few: the limit, not the average under interference
+
+
+def rates(size=SIZE, repeats=REPEATS) -> dict:
+    a, b = (np.random.default_rng(i).standard_normal((size, size), np.float32) for i in (0, 1))
+    numpy_best = _best(lambda: a @ b, repeats)
+    session = _matmul_session(size)
+    ort_best = _best(lambda: session.run(None, {"a": a, "b": b}), repeats)
+    gflop = 2 * size**3 / 1e9
+    return {"size": size, "numpy": gflop / numpy_best, "onnxruntime": gflop / ort_best,
+            "best": gflop / min(numpy_best, ort_best)}
+
+
+def _best(call, repeats) -> float:
+    call()  # allocations and thread start-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _matmul_session(size):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in "ab"]
+    output = helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -1,0 +1,184 @@
+"""The benchmark suite: fexport's ONNX Runtime extractor against Keras on one machine, one run.
+
+    python -m fexport.bench.suite                 # full matrix, about 15 minutes on 2 cores
+    python -m fexport.bench.suite --quick         # one small model, a few iterations (a smoke run)
+
+For each model (random weights: speed does not depend on their values) it exports the ONNX
+file, then times ONNX Runtime, Keras `predict` and a direct Keras call interleaved in one
+process (`fexport bench --compare-keras`) at batch 1/8/32, plus folder extraction (JPEG decode,
+resize, inference), cold start (a fresh process that imports, loads and extracts one image) and
+peak memory of both. The machine's FP32 limit is a measured matmul rate; each model's FLOPs per
+image say what fraction of it each runtime reaches. Results go to bench/results/<setup>.json,
+.md and .png, where <setup> names the device and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fexport.runtime import atomic
+
+from . import chart, flops, matmul, report
+from .core import machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = (("VGG16", "flatten"), ("ResNet50", "avg"), ("MobileNetV2", "avg"),
+          ("EfficientNetB0", "avg"))
+QUICK_MODELS = (("MobileNetV2", "avg"),)
+BATCH_SIZES = (1, 8, 32)
+COLD_STARTS = 3  # fresh processes per side; the median is reported
+
+
+def run_suite(models, batch_sizes, iters, workdir, devices=("cpu",)) -> dict:
+    images = make_image_folder(Path(workdir) / "images")
+    data = {"machine": machine(), "matmul_gflops": matmul.rates(), "models": []}
+    for name, head in models:
+        onnx_path = export(name, head, workdir)
+        entry = {"model": name, "head": head, "gflops_per_image": flops.flops_per_image(
+            onnx_path) / 1e9, "runs": []}
+        for device in devices:
+            entry["runs"].append(bench(onnx_path, batch_sizes, iters, images, device,
+                                       compare_keras=device == "cpu"))
+        entry["cold_start"] = cold_start(onnx_path, images, workdir)
+        data["models"].append(entry)
+    return data
+
+
+def export(name, head, workdir) -> Path:
+    path = Path(workdir) / f"{name}_{head}.onnx"
+    if not path.exists():
+        _run_fexport(name, "--weights", "none", "--head", head, "-o", path)
+    return path
+
+
+def bench(onnx_path, batch_sizes, iters, images, device, compare_keras) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        args = [onnx_path, "--batch-sizes", ",".join(map(str, batch_sizes)), "--iters", iters,
+                "--warmup", 2, "--images", images, "--device", device, "--json", out.name]
+        _run_fexport("bench", *args, *(["--compare-keras"] if compare_keras else []))
+        return json.loads(Path(out.name).read_text())
+
+
+def _run_fexport(*args) -> str:
+    command = [sys.executable, "-m", "fexport", *map(str, args)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def make_image_folder(folder, count=64) -> Path:
+    """JPEGs at typical photo sizes, made from the real sample photos in the dev wheels."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = _sample_photos()
+    for i in range(count):
+        with Image.open(sources[i % len(sources)]) as image:
+            image = image.convert("RGB").resize((640 - 32 * (i % 5), 480 - 24 * (i % 3)))
+            image.save(folder / f"photo_{i:03d}.jpg", quality=90)
+    return folder
+
+
+def _sample_photos() -> list[Path]:
+    import skimage
+
+    data = Path(skimage.__file__).parent / "data"
+    return [data / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")]
+
+
+COLD_ONNX = """
+import resource, sys
+from fexport.runtime import FeatureExtractor
+FeatureExtractor(sys.argv[1], device="cpu").extract([sys.argv[2]])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+COLD_KERAS = """
+import resource, sys
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1], compile=False)
+size = model.input_shape[1:3]
+x = keras.utils.img_to_array(keras.utils.load_img(sys.argv[2], target_size=size))[None]
+model.predict(x, verbose=0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def cold_start(onnx_path, images, workdir) -> dict:
+    """Median wall time and peak memory of a fresh process doing one image, per side."""
+    keras_file = Path(workdir) / f"{Path(onnx_path).stem}.keras"
+    if not keras_file.exists():
+        _save_keras(onnx_path, keras_file)
+    image = str(sorted(Path(images).iterdir())[0])
+    return {"onnxruntime": _cold(COLD_ONNX, onnx_path, image),
+            "keras": _cold(COLD_KERAS, keras_file, image)}
+
+
+def _save_keras(onnx_path, keras_file) -> None:
+    code = ("import sys; from fexport.bench.keras_side import save_keras_model; "
+            "from fexport.runtime.extractor import FeatureExtractor; "
+            "save_keras_model(FeatureExtractor(sys.argv[1], 'cpu').contract, sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(onnx_path), str(keras_file)], check=True,
+                   capture_output=True)
+
+
+def _cold(code, model, image) -> dict:
+    seconds, peaks = [], []
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for _ in range(COLD_STARTS):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code, str(model), image], check=True,
+                              capture_output=True, text=True, env=env)
+        seconds.append(time.perf_counter() - start)
+        peaks.append(float(proc.stdout.strip().splitlines()[-1]))
+    return {"seconds": statistics.median(seconds), "peak_rss_mib": max(peaks)}
+
+
+def setup_name(m) -> str:
+    device = "cuda" if m.get("gpu") else "cpu"
+    cpu = "-".join(m["cpu"].split()[:2]).lower()
+    return (f"{device}-{cpu}-{m['cores']}cores-ort{m['onnxruntime']}"
+            f"-keras{m.get('keras', 'none')}")
+
+
+def write(data, results=RESULTS) -> list[Path]:
+    Path(results).mkdir(parents=True, exist_ok=True)
+    json_file, md, png = (Path(results) / f"{setup_name(data['machine'])}{suffix}"
+                          for suffix in (".json", ".md", ".png"))
+    atomic.write_bytes(json_file, json.dumps(data, indent=1).encode())
+    atomic.write_bytes(md, report.markdown(data).encode())
+    with atomic.atomic_path(png) as tmp:
+        chart.save(data, tmp)
+    return [json_file, md, png]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one model, 3 iterations")
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--workdir", default=str(RESULTS / "work"))
+    args = parser.parse_args(argv)
+    import onnxruntime as ort
+
+    devices = ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in
+                         ort.get_available_providers() else [])
+    models, iters = (QUICK_MODELS, 3) if args.quick else (MODELS, args.iters)
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    data = run_suite(models, BATCH_SIZES, iters, args.workdir, devices)
+    for path in write(data, args.results):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
