@@ -10,16 +10,24 @@ Keras pipeline bit for bit. The rule for odd images is Keras's, because it is PI
 - models with 1 channel get `convert("L")` (ITU-R 601 luma) unless the image is already
   grayscale at 8, 16 or 32 bits, which is kept as it is (so 16-bit values stay 0..65535);
 - animated images (GIF, APNG, WebP) contribute their first frame;
-- EXIF orientation is ignored unless `exif=True` (Keras ignores it too).
+- EXIF orientation is ignored unless `exif=True` (Keras ignores it too);
+- the format is read from the content, not the extension (a PNG named .jpg is a PNG).
 
+Arrays: (H, W, C) at the model's size, of any bool, integer or float dtype, pass through as
+float32 (values unchecked); uint8 (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) arrays of other
+sizes go through PIL like an image. Anything else raises ImageError.
+
+Every input that cannot be read or converted raises ImageError with a one-line reason: missing
+or not a regular file, empty, unknown format, damaged or truncated, a mode PIL cannot convert.
 Pillow's decompression-bomb limit stays on: an image above twice `Image.MAX_IMAGE_PIXELS` is
-refused before it is decoded.
+refused from its header, before anything is decoded.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,29 +104,53 @@ def load(item, options: LoadOptions) -> np.ndarray:
     """One input (path, bytes, PIL image or HWC array) as a float32 (H, W, C) array."""
     if isinstance(item, np.ndarray):
         return _from_array(item, options)
+    if not isinstance(item, (str, Path, bytes, Image.Image)):
+        raise ImageError(f"{describe(item)}: expected a file path, bytes, a PIL image or a "
+                         "numpy array")
     image = item if isinstance(item, Image.Image) else _open(item)
-    return _to_array(_resize(_convert(image, options), options))
+    try:
+        return _to_array(_resize(_convert(image, options), options))
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow raises many untyped errors (ValueError, OSError...)
+        raise ImageError(f"{describe(item)}: cannot convert this {image.mode} image of "
+                         f"{image.size[0]}x{image.size[1]} pixels ({exc})") from exc
 
 
 def _open(item) -> Image.Image:
+    """Decode an image from a path or bytes; every failure is an ImageError naming the input.
+
+    A path is read through Pillow, which reads only what the format needs: a huge file of junk
+    costs its header, not its size. Only regular files are read (a FIFO would block forever).
+    """
     name = describe(item)
+    if isinstance(item, bytes):
+        return _decode(io.BytesIO(item), name, len(item))
     try:
-        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+        info = os.stat(item)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{name}: not a regular file; expected an image file")
+        with open(item, "rb") as f:
+            return _decode(f, name, info.st_size)
     except OSError as exc:
         raise ImageError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
-    if not data:
+
+
+def _decode(source, name, size) -> Image.Image:
+    if not size:
         raise ImageError(f"{name}: the file is empty (0 bytes); expected an image")
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        image = Image.open(source)
+        image.load()  # the pixels are in memory now: the caller may close the file
         return image
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
     except Image.UnidentifiedImageError as exc:
-        raise ImageError(f"{name}: not an image Pillow can read (unknown format); expected "
-                         f"one of {', '.join(IMAGE_EXTENSIONS)}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from exc
+        raise ImageError(f"{name}: not an image Pillow can read (unknown format or a damaged "
+                         f"header); expected one of {', '.join(IMAGE_EXTENSIONS)}") from exc
+    except Exception as exc:  # a hostile file reaches Pillow's plugins: any error, one answer
+        raise ImageError(f"{name}: the image is damaged or truncated "
+                         f"({type(exc).__name__}: {exc})") from exc
 
 
 def _convert(image: Image.Image, options: LoadOptions) -> Image.Image:
@@ -157,19 +189,21 @@ def _to_array(image: Image.Image) -> np.ndarray:
 
 
 def _from_array(array: np.ndarray, options: LoadOptions) -> np.ndarray:
-    """Arrays at the model's size pass through; uint8 arrays of other sizes go through PIL."""
+    """Real-valued arrays at the model's size pass through; uint8 arrays of other sizes go
+    through PIL; anything else (other shapes, complex, strings, objects, no pixels) is refused."""
     if array.ndim == 2:
         array = array[:, :, None]
     expected = (options.height, options.width, options.channels)
-    if array.ndim == 3 and array.shape == expected:
+    if array.shape == expected and array.dtype.kind in "biuf":
         return array.astype(np.float32, copy=False)
-    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] in (1, 3, 4):
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] in (1, 3, 4) \
+            and array.size:
         image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
         return _to_array(_resize(_convert(image, options), options))
     raise ImageError(
-        f"{describe(array)}: expected an array of shape {expected} (any dtype) or a uint8 "
-        "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array to resize; resize it first or pass "
-        "the image file")
+        f"{describe(array)}: expected an array of shape {expected} (bool, integer or float) "
+        "or a non-empty uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array to resize; "
+        "resize it first or pass the image file")
 
 
 def split_batch_arrays(items) -> list:

@@ -7,12 +7,13 @@ with and raises or warns instead of letting a user believe they run on the GPU.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
 import onnxruntime as ort
 
-from fexport.errors import DeviceError, FexportError
+from fexport.errors import DeviceError, FexportError, ModelNotFoundError
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -36,14 +37,24 @@ def open_session(path, device="auto", threads=None) -> ort.InferenceSession:
 
 
 def _create(path, options, providers) -> ort.InferenceSession:
+    _check_model_file(path)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except FileNotFoundError as exc:
-        raise FexportError(f"{path}: no such model file") from exc
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise FexportError(f"{path}: onnxruntime cannot load it as an ONNX model "
                            f"({str(exc).splitlines()[0][:300]}). Re-export it with fexport, "
                            "or check that the file is complete.") from exc
+
+
+def _check_model_file(path) -> None:
+    """Name the plain mistakes before onnxruntime words them as protobuf errors."""
+    if not os.path.exists(path):
+        raise ModelNotFoundError(f"{path}: no such model file")
+    if os.path.isdir(path):
+        raise ModelNotFoundError(f"{path} is a folder; expected an .onnx file (a SavedModel "
+                                 "folder is for TensorFlow Serving, not for fexport extract)")
+    if os.path.getsize(path) == 0:
+        raise ModelNotFoundError(f"{path}: the file is empty (0 bytes); expected an .onnx file")
 
 
 def _cuda_did_not_load(device) -> None:
