@@ -114,7 +114,7 @@ def load(item, options: LoadOptions) -> np.ndarray:
         raise
     except Exception as exc:  # Pillow raises many untyped errors (ValueError, OSError...)
         raise ImageError(f"{describe(item)}: cannot convert this {image.mode} image of "
-                         f"{image.size[0]}x{image.size[1]} pixels ({exc})") from exc
+                         f"{image.size[0]}x{image.size[1]} pixels ({_reason(exc)})") from exc
 
 
 def _open(item) -> Image.Image:
@@ -144,13 +144,18 @@ def _decode(source, name, size) -> Image.Image:
         image.load()  # the pixels are in memory now: the caller may close the file
         return image
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
+        raise ImageError(f"{name}: refused as a possible decompression bomb "
+                         f"({_reason(exc)})") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image Pillow can read (unknown format or a damaged "
                          f"header); expected one of {', '.join(IMAGE_EXTENSIONS)}") from exc
     except Exception as exc:  # a hostile file reaches Pillow's plugins: any error, one answer
-        raise ImageError(f"{name}: the image is damaged or truncated "
-                         f"({type(exc).__name__}: {exc})") from exc
+        raise ImageError(f"{name}: the image is damaged or truncated ({_reason(exc)})") from exc
+
+
+def _reason(exc) -> str:
+    """Pillow's own words, on one line and of bounded length, for a one-line answer."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def _convert(image: Image.Image, options: LoadOptions) -> Image.Image:
