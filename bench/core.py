@@ -41,13 +41,17 @@ class Runner:
 
 
 def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, iters=20,
-                duration=None, input_size=None, compare_keras=False, image_paths=()) -> dict:
-    """Time `path` at each batch size; a JSON-ready dict with the machine it ran on."""
+                duration=None, input_size=None, compare_keras=False, image_paths=(),
+                variants=()) -> dict:
+    """Time `path` at each batch size; a JSON-ready dict with the machine it ran on.
+
+    `variants`: other ONNX files of the same model (an INT8 or FP16 one) timed alongside."""
     start = time.perf_counter()
     session = sessions.open_session(path, device, threads)
     created_s = time.perf_counter() - start
     contract = read_contract(session, path, input_size)
     runners = [onnx_runner(session, contract)]
+    runners += [variant_runner(other, device, threads, input_size) for other in variants]
     if compare_keras:
         from .keras_side import keras_runners  # TensorFlow: only when asked for
 
@@ -67,6 +71,14 @@ def onnx_runner(session, contract) -> Runner:
     feed_name, outputs = contract.input.name, [contract.output_name]
     return Runner(ONNXRUNTIME, lambda pixels: session.run(
         outputs, {feed_name: to_model_input(contract, pixels)}))
+
+
+def variant_runner(path, device, threads, input_size) -> Runner:
+    session = sessions.open_session(path, device, threads)
+    contract = read_contract(session, path, input_size)
+    runner = onnx_runner(session, contract)
+    runner.name = f"{ONNXRUNTIME} {contract.precision}"
+    return runner
 
 
 def random_pixels(contract, batch) -> np.ndarray:

@@ -53,6 +53,8 @@ class Contract:
     include_top: bool = False
     versions: dict = field(default_factory=dict)
     verification: dict | None = None
+    precision: str = "float32"  # "float32", or "int8"/"fp16" for a quantized variant
+    quantization: dict | None = None  # a variant's quality report against its float32 model
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -16,12 +16,14 @@ from fexport.errors import FexportError
 from . import bench as bench_commands
 from . import export as export_commands
 from . import extract as extract_commands
+from . import quantize as quantize_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a Keras model into a fast, verified ONNX image feature extractor.")
 export_commands.register(app)
 extract_commands.register(app)
 bench_commands.register(app)
+quantize_commands.register(app)
 
 DEFAULT_COMMAND = "export"
 

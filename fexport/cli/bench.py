@@ -32,6 +32,9 @@ def bench(
     compare_keras: Annotated[bool, typer.Option(
         "--compare-keras", help="Also run the source Keras model (predict and a direct call), "
                                 "interleaved with ONNX Runtime. Needs fexport[export].")] = False,
+    variant: Annotated[Optional[list[str]], typer.Option(
+        "--variant", help="Another ONNX file of the same model (e.g. MODEL.int8.onnx) to time "
+                          "alongside; repeatable.")] = None,
     input_size: InputSize = None,
     json_file: Annotated[Optional[str], typer.Option("--json", help="Write results here.")]
     = None,
@@ -43,7 +46,7 @@ def bench(
 
     paths = expand_inputs(images) if images else []
     result = bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads, warmup,
-                         iters, duration, input_size, compare_keras, paths)
+                         iters, duration, input_size, compare_keras, paths, variant or [])
     for line in report_lines(result):
         typer.echo(line)
     if json_file:
@@ -84,4 +87,6 @@ def _relative(row, onnx_row) -> str:
     ratio = row["images_per_s"] / onnx_row["images_per_s"]
     if row["runtime"] == "end-to-end":
         return f"{ratio:.0%} of inference alone"
+    if row["runtime"].startswith("onnxruntime "):
+        return f"{ratio:.2f}x the float32 throughput"
     return f"onnxruntime {1 / ratio:.2f}x faster"

@@ -50,12 +50,20 @@ def export(
     report: Annotated[Optional[str], typer.Option(help="Write the verification JSON here.")] = None,
     unsafe: Unsafe = False,
     seed: Annotated[int, typer.Option(help="Init seed for --weights none.")] = 0,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="Also write OUTPUT.int8.onnx (needs --calibration-images).")] = False,
+    fp16: Annotated[bool, typer.Option(
+        "--fp16", help="Also write OUTPUT.fp16.onnx (judged on --calibration-images).")] = False,
+    calibration_images: Annotated[Optional[str], typer.Option(
+        help="Images for --int8/--fp16: the first 64 calibrate, the rest judge quality.")]
+    = None,
 ):
     """Cut MODEL at a layer, add a head, bake preprocessing, save ONNX, verify against Keras."""
     from fexport.errors import VerificationError
     from fexport.exporter import ExportOptions
     from fexport.exporter import export as run_export
 
+    variants = _wanted_variants(output, int8, fp16, calibration_images)
     options = ExportOptions(
         source=model, layers=layer or ["recommended"], head=head, weights=weights,
         input_size=input_size, layout=layout, input_dtype=input_dtype, batch=batch,
@@ -75,6 +83,24 @@ def export(
                f"{', '.join(result.written)}: input {contract.input.shape('N')} "
                f"{contract.input.dtype}, features (N, {contract.feature_dim})")
     _print_report(result.report, report)
+    _variants(output, variants, calibration_images)
+
+
+def _wanted_variants(output, int8, fp16, calibration_images) -> list[str]:
+    from fexport.errors import UsageError
+
+    wanted = [p for p, on in (("int8", int8), ("fp16", fp16)) if on]
+    if wanted and not (output and calibration_images):
+        raise UsageError("--int8/--fp16 need -o FILE.onnx and --calibration-images DIR")
+    return wanted
+
+
+def _variants(output, wanted, calibration_images) -> None:
+    from .quantize import make_variant
+
+    for precision in wanted:
+        make_variant(output, precision, calibration_images, None,
+                     64 if precision == "int8" else 0, "minmax", None, None)
 
 
 def _print_report(report, path) -> None:

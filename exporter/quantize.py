@@ -1,0 +1,176 @@
+"""Reduced-precision variants of an exported model: static INT8 (QDQ) for CPUs, FP16 for GPUs.
+
+Both start from an fexport FP32 file and keep its contract (same input, same features), adding
+`precision` and the quality report measured against the FP32 model on images that were not used
+for calibration (exporter/quality.py). ONNX Runtime's own quantization tools do the work:
+`quant_pre_process` (shape inference and graph optimization it recommends before quantizing),
+then `quantize_static` with per-channel INT8 weights and calibrated UINT8 activations.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fexport.errors import UsageError, VerificationError
+from fexport.runtime import images
+from fexport.runtime.extractor import FeatureExtractor, to_model_input
+
+from . import quality, save
+
+METHODS = ("minmax", "entropy", "percentile")
+PRECISIONS = ("int8", "fp16")
+
+
+@dataclass
+class QuantizeOptions:
+    model: str  # the FP32 fexport ONNX file
+    output: str
+    precision: str = "int8"
+    calibration_images: list = field(default_factory=list)
+    samples: int = 64
+    method: str = "minmax"
+    evaluation_images: list = field(default_factory=list)
+    labels: list | None = None  # one per evaluation image, for the linear-probe accuracy
+    min_cosine: float = quality.DEFAULT_MIN_COSINE
+
+
+def quantize(options: QuantizeOptions) -> dict:
+    """Write the reduced-precision model; its quality report. Raises VerificationError (after
+    writing, so the file can be inspected) when min cosine falls below the threshold."""
+    _check(options)
+    reference = FeatureExtractor(options.model, device="cpu")
+    with tempfile.TemporaryDirectory() as workdir:
+        candidate = Path(workdir) / "candidate.onnx"
+        _convert(options, reference, candidate, workdir)
+        report = quality.evaluate(reference, FeatureExtractor(candidate, device="cpu"),
+                                  options.evaluation_images, options.labels, options.min_cosine)
+        report.update(precision=options.precision, method=_method_label(options),
+                      calibration_samples=_samples(options))
+        _save(candidate, reference.contract, report, options.output)
+    if not report["passed"]:
+        raise VerificationError(quality.failure_message(report, options.output), report)
+    return report
+
+
+def _check(options) -> None:
+    if options.precision not in PRECISIONS:
+        raise UsageError(f"precision {options.precision!r}: expected one of {PRECISIONS}")
+    if options.method not in METHODS:
+        raise UsageError(f"--method {options.method!r}: expected one of {', '.join(METHODS)}")
+    if options.precision == "int8" and not options.calibration_images:
+        raise UsageError("INT8 needs calibration images: pass --calibration-images DIR (a few "
+                         "dozen images like the ones you will extract features from)")
+    if len(options.evaluation_images) < quality.MIN_EVALUATION_IMAGES:
+        raise UsageError(f"{len(options.evaluation_images)} evaluation images: the quality "
+                         f"report needs at least {quality.MIN_EVALUATION_IMAGES} images that "
+                         "were not used for calibration (--eval-images DIR)")
+    overlap = set(map(str, options.calibration_images[:options.samples])) & set(
+        map(str, options.evaluation_images))
+    if overlap:
+        raise UsageError(f"{len(overlap)} images are both calibration and evaluation images "
+                         f"(e.g. {sorted(overlap)[0]}); evaluate on images the calibration did "
+                         "not see")
+
+
+def _convert(options, reference, candidate, workdir) -> None:
+    if options.precision == "fp16":
+        _fp16(options.model, candidate)
+    else:
+        _int8(options, reference, candidate, workdir)
+
+
+def _int8(options, reference, candidate, workdir) -> None:
+    from onnxruntime import quantization as q
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = Path(workdir) / "prepared.onnx"
+    quant_pre_process(str(options.model), str(prepared))
+    method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+              "percentile": q.CalibrationMethod.Percentile}[options.method]
+    q.quantize_static(str(prepared), str(candidate), _CalibrationReader(options, reference),
+                      quant_format=q.QuantFormat.QDQ, per_channel=True,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      calibrate_method=method)
+
+
+def _fp16(model, candidate) -> None:
+    """FP16 weights and activations inside; float32 inputs and outputs, as the contract says."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = convert_float_to_float16(onnx.load(str(model)), keep_io_types=True)
+    onnx.save(proto, str(candidate))
+
+
+class _CalibrationReader:
+    """Feeds calibration images to ONNX Runtime's calibrator, loaded exactly as the runtime
+    loads them, one image per call (the calibrator keeps statistics, not batches)."""
+
+    def __init__(self, options, reference):
+        self.paths = iter(list(options.calibration_images)[:options.samples])
+        self.contract = reference.contract
+        spec = self.contract.input
+        self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels)
+
+    def get_next(self):
+        path = next(self.paths, None)
+        if path is None:
+            return None
+        pixels = images.load(path, self.load_options)[None]
+        return {self.contract.input.name: to_model_input(self.contract, pixels)}
+
+    def rewind(self):
+        raise NotImplementedError  # quantize_static reads the images once
+
+
+def _samples(options) -> int:
+    return min(options.samples, len(options.calibration_images)) \
+        if options.precision == "int8" else 0
+
+
+def _method_label(options) -> str:
+    return f"static QDQ, per-channel, {options.method}" if options.precision == "int8" \
+        else "float16, float32 inputs and outputs"
+
+
+def _save(candidate, contract, report, output) -> None:
+    import onnx
+
+    proto = onnx.load(str(candidate))
+    contract.precision = report["precision"]
+    contract.quantization = report
+    save.save_onnx(proto, contract, output)
+
+
+def derived_path(fp32_path, precision) -> str:
+    """`vgg16.onnx` -> `vgg16.int8.onnx`."""
+    path = Path(fp32_path)
+    return str(path.with_name(f"{path.stem}.{precision}{path.suffix}"))
+
+
+def split_images(paths, samples) -> tuple[list, list]:
+    """Calibration and evaluation images from one folder, in a fixed shuffled order (a folder
+    sorted by class must not calibrate on one class and judge on another): `samples` calibrate
+    and the rest judge, keeping at least a third (and MIN_EVALUATION_IMAGES) to judge."""
+    paths = sorted(map(str, paths))
+    random.Random(0).shuffle(paths)
+    judged = len(paths) - samples
+    if judged < quality.MIN_EVALUATION_IMAGES:
+        judged = max(quality.MIN_EVALUATION_IMAGES, len(paths) // 3)
+    cut = max(len(paths) - judged, 0)
+    return paths[:cut], paths[cut:]
+
+
+def label_of(path) -> str:
+    return Path(path).parent.name
+
+
+def labels_for(paths) -> list | None:
+    """Folder-per-class labels when the evaluation images sit in two or more class folders."""
+    labels = [label_of(p) for p in paths]
+    return labels if len(set(labels)) >= 2 and min(map(labels.count, set(labels))) >= 2 \
+        else None
+

@@ -1,0 +1,89 @@
+"""`fexport quantize` (INT8 for CPUs) and `fexport convert --fp16` (for GPUs), each with a quality
+report against the float32 model. Needs fexport[export] (onnx and ONNX Runtime's tools)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Output = Annotated[Optional[str], typer.Option(
+    "-o", "--output", help="Output ONNX file (default: MODEL.int8.onnx / MODEL.fp16.onnx).")]
+EvalImages = Annotated[Optional[str], typer.Option(
+    "--eval-images", help="Images to judge quality on, never used for calibration; class "
+                          "subfolders add a linear-probe accuracy. Default: the calibration "
+                          "folder's images after the first --samples.")]
+MinCosine = Annotated[Optional[float], typer.Option(
+    "--min-cosine", help="Fail below this per-image cosine to float32 (default 0.99).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="quantize")(quantize)
+    app.command(name="convert")(convert)
+
+
+def quantize(
+    model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
+    calibration_images: Annotated[str, typer.Option(
+        "--calibration-images", help="Folder of images like the ones you will extract.")],
+    output: Output = None,
+    samples: Annotated[int, typer.Option(min=1, help="Calibration images to use.")] = 64,
+    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    eval_images: EvalImages = None,
+    min_cosine: MinCosine = None,
+):
+    """Static INT8 quantization (QDQ, per-channel weights) calibrated on real images."""
+    make_variant(model_file, "int8", calibration_images, output, samples, method, eval_images,
+                 min_cosine)
+
+
+def convert(
+    model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="Convert to float16 (GPU).")] = False,
+    eval_images: Annotated[Optional[str], typer.Option(
+        "--eval-images", help="Images to judge quality on.")] = None,
+    output: Output = None,
+    min_cosine: MinCosine = None,
+):
+    """Convert to float16 inside, float32 inputs and outputs, for GPUs."""
+    from fexport.errors import UsageError
+
+    if not fp16:
+        raise UsageError("convert needs a target precision: pass --fp16")
+    if not eval_images:
+        raise UsageError("pass --eval-images DIR: the FP16 model is judged against float32 on "
+                         "real images")
+    make_variant(model_file, "fp16", None, output, 0, "minmax", eval_images, min_cosine)
+
+
+def make_variant(model_file, precision, calibration_dir, output, samples, method, eval_dir,
+                 min_cosine) -> None:
+    """Build, judge and write one reduced-precision variant; print its report."""
+    from fexport.exporter import quality
+    from fexport.exporter import quantize as q
+
+    calibration, evaluation = _image_sets(calibration_dir, eval_dir, samples)
+    options = q.QuantizeOptions(
+        model_file, output or q.derived_path(model_file, precision), precision, calibration,
+        samples, method, evaluation, q.labels_for(evaluation),
+        quality.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+    try:
+        report = q.quantize(options)
+    except Exception as exc:
+        if getattr(exc, "report", None):
+            for line in quality.report_lines(exc.report):
+                typer.echo(line)
+        raise
+    typer.echo(f"wrote {options.output}")
+    for line in quality.report_lines(report):
+        typer.echo(line)
+
+
+def _image_sets(calibration_dir, eval_dir, samples):
+    from fexport.exporter.quantize import split_images
+    from fexport.runtime.images import list_images
+
+    calibration = sorted(list_images(calibration_dir)) if calibration_dir else []
+    if eval_dir:
+        return calibration[:samples], sorted(list_images(eval_dir))
+    return split_images(calibration, samples)

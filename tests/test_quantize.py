@@ -1,0 +1,134 @@
+"""INT8 and FP16 variants: built from real images, judged against float32 on other images, read by
+the runtime like any other artifact. The real pretrained mini-Xception keeps its features."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import MINI_XCEPTION, error_line, run_cli
+from fexport.exporter import ExportOptions, export
+from fexport.exporter.verify import row_cosines
+from fexport.runtime import FeatureExtractor
+from fexport.runtime.contract import METADATA_KEY
+
+CLASSES = {"astronaut": "astronaut.png", "cat": "chelsea.png", "coffee": "coffee.png"}
+
+
+def crops(photo, count, seed):
+    """Different crops (and mirror images) of one real photo: a class of similar images."""
+    rng = np.random.default_rng(seed)
+    with Image.open(photo) as image:
+        image = image.convert("RGB")
+        w, h = image.size
+        for i in range(count):
+            side = int(min(w, h) * rng.uniform(0.5, 0.9))
+            x, y = rng.integers(0, w - side), rng.integers(0, h - side)
+            crop = image.crop((x, y, x + side, y + side))
+            yield ImageOps.mirror(crop) if i % 2 else crop
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory, photos):
+    """calibration/ (24 images) and evaluation/<class>/ (5 per class), never the same crops."""
+    root = tmp_path_factory.mktemp("quant_images")
+    for label, name in CLASSES.items():
+        for split, count, seed in (("calibration", 8, 0), (f"evaluation/{label}", 5, 1)):
+            folder = root / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, crop in enumerate(crops(photos / name, count, seed)):
+                crop.save(folder / f"{label}_{i}.jpg", quality=92)
+    return root / "calibration", root / "evaluation"
+
+
+@pytest.fixture(scope="module")
+def xception_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("xception") / "fer.onnx"
+    export(ExportOptions(str(MINI_XCEPTION), layers=["add_4"], head="avg", preprocess="tf",
+                         output=str(path)))
+    return path
+
+
+def contract_of(path):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY]), session
+
+
+def cosines(fp32_path, other_path, folder):
+    paths = sorted(str(p) for p in folder.rglob("*.jpg"))
+    return row_cosines(FeatureExtractor(fp32_path, device="cpu").extract(paths),
+                       FeatureExtractor(other_path, device="cpu").extract(paths))
+
+
+def test_int8_of_a_real_pretrained_model_keeps_its_features(xception_onnx, image_sets,
+                                                            tmp_path):
+    calibration, evaluation = image_sets
+    out = tmp_path / "fer.int8.onnx"
+    proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
+                   "--eval-images", evaluation, "-o", out)
+    contract, session = contract_of(out)
+    report = contract["quantization"]
+    assert contract["precision"] == "int8" and contract["feature_dim"] == 128
+    assert report["passed"] and report["images"] == 15 and report["calibration_samples"] == 24
+    assert report["min_cosine"] >= 0.99 and 0 <= report["neighbour_overlap_at_5"] <= 1
+    assert set(report["linear_probe_accuracy"]) == {"float32", "candidate"}
+    assert any(node.op_type == "QuantizeLinear" for node in _graph(out).node)
+    assert session.get_inputs()[0].type == "tensor(float)"
+    # Recomputed here, independently of the report: the runtime reads the INT8 file as usual.
+    assert cosines(xception_onnx, out, evaluation).min() == pytest.approx(
+        report["min_cosine"], abs=1e-6)
+    assert "nearest-5 overlap" in proc.stdout and "logistic regression" in proc.stdout
+
+
+def _graph(path):
+    import onnx
+
+    return onnx.load(str(path)).graph
+
+
+def test_cosine_below_the_threshold_fails_and_keeps_the_file(xception_onnx, image_sets,
+                                                             tmp_path):
+    calibration, evaluation = image_sets
+    out = tmp_path / "strict.int8.onnx"
+    proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
+                   "--eval-images", evaluation, "-o", out, "--min-cosine", "0.99999999",
+                   "--method", "percentile", check=False)
+    assert proc.returncode == 1 and "fall to cosine" in error_line(proc)
+    assert out.exists() and contract_of(out)[0]["quantization"]["passed"] is False
+
+
+def test_fp16_keeps_float32_inputs_and_outputs(xception_onnx, image_sets, tmp_path):
+    _, evaluation = image_sets
+    out = tmp_path / "fer.fp16.onnx"
+    run_cli("convert", xception_onnx, "--fp16", "--eval-images", evaluation, "-o", out)
+    contract, session = contract_of(out)
+    assert contract["precision"] == "fp16"
+    # FP16 keeps ~3 decimal digits per value; features stay within 1e-4 of cosine 1.
+    assert contract["quantization"]["min_cosine"] >= 0.9999
+    assert [i.type for i in session.get_inputs() + session.get_outputs()] == [
+        "tensor(float)", "tensor(float)"]
+    assert any(t.data_type == 10 for t in _graph(out).initializer)  # FLOAT16 weights
+
+
+def test_calibration_and_evaluation_images_must_differ(xception_onnx, image_sets, tmp_path):
+    calibration, _ = image_sets
+    proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
+                   "--eval-images", calibration, "-o", tmp_path / "x.onnx", check=False)
+    assert proc.returncode == 2 and "both calibration and evaluation" in error_line(proc)
+
+
+def test_export_time_int8_and_bench_variant(image_sets, tmp_path):
+    calibration, _ = image_sets  # 24 images: 16 calibrate, a third (8) judge
+    out = tmp_path / "fer.onnx"
+    run_cli("export", MINI_XCEPTION, "--layer", "add_4", "--head", "avg", "--preprocess", "tf",
+            "-o", out, "--int8", "--calibration-images", calibration)
+    int8 = tmp_path / "fer.int8.onnx"
+    report = contract_of(int8)[0]["quantization"]
+    assert (report["calibration_samples"], report["images"]) == (16, 8) and report["passed"]
+    result = tmp_path / "bench.json"
+    run_cli("bench", out, "--variant", int8, "--batch-sizes", "2", "--iters", "2", "--json",
+            result)
+    assert [r["runtime"] for r in json.loads(result.read_text())["results"]] == [
+        "onnxruntime", "onnxruntime int8"]
