@@ -35,7 +35,6 @@ def _best(call, repeats) -> float:
 
 
 def _matmul_session(size):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

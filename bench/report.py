@@ -105,8 +105,10 @@ def targets(data):
             continue
         name = entry["model"]
         if name in ("VGG16", "ResNet50"):
-            yield "batch-1 latency vs Keras predict", name, speedup(run, KERAS_PREDICT, 1), 2.5, "x"
-            yield "batch-1 latency vs Keras direct call", name, speedup(run, KERAS_CALL, 1), 1.5, "x"
+            yield ("batch-1 latency vs Keras predict", name, speedup(run, KERAS_PREDICT, 1), 2.5,
+                   "x")
+            yield ("batch-1 latency vs Keras direct call", name, speedup(run, KERAS_CALL, 1), 1.5,
+                   "x")
         goal = 1.25 if name == "VGG16" else 2.0
         yield "batch-8 throughput vs Keras predict", name, speedup(run, KERAS_PREDICT, 8), goal, "x"
         ort8 = row(run, ORT, 8)

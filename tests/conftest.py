@@ -62,7 +62,7 @@ def run_cli(*args, check=True, env=None, timeout=600):
 
 def error_line(proc) -> str:
     """The CLI's error output with TensorFlow's import-time log lines removed."""
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("fexport:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("fexport:")]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     return lines[0]

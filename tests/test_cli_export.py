@@ -29,7 +29,7 @@ def test_verify_command_rebuilds_keras_from_metadata(vgg16_onnx):
 
 def test_layers_lists_block5_pool_with_each_head():
     proc = run_cli("layers", "vgg16", "--weights", "none")
-    line = next(l for l in proc.stdout.splitlines() if " block5_pool " in l)
+    line = next(text for text in proc.stdout.splitlines() if " block5_pool " in text)
     assert line.split()[-5:] == ["25088", "512", "512", "*recommended"] or \
         line.split()[-4:] == ["25088", "512", "512", "*recommended"]
     rows = json.loads(run_cli("layers", "vgg16", "--weights", "none", "--json").stdout)

@@ -28,7 +28,8 @@ def export(
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="ONNX file.")] = None,
     layer: Annotated[Optional[list[str]], typer.Option(
         "--layer", "-l", help="Name, index (negative from the end) or 'penultimate'; repeat to "
-                              "concatenate layers. Default: the recommended feature layer.")] = None,
+                              "concatenate layers. Default: the recommended feature layer.")]
+    = None,
     head: Annotated[str, typer.Option(help="flatten, avg, max or none.")] = "flatten",
     weights: Weights = "imagenet",
     input_size: InputSize = None,
@@ -36,11 +37,13 @@ def export(
     input_dtype: Annotated[str, typer.Option(help="float32 or uint8.")] = "float32",
     batch: Annotated[Optional[int], typer.Option(help="Pin the batch size (default: any).")] = None,
     preprocess: Annotated[Optional[str], typer.Option(
-        help="Bake caffe, tf, torch or none (default: the registry's mode; none for files).")] = None,
+        help="Bake caffe, tf, torch or none (default: the registry's mode; none for files).")]
+    = None,
     no_preprocess: Annotated[bool, typer.Option(
         "--no-preprocess", help="Export the raw network; the runtime then preprocesses.")] = False,
     flatten_order: Annotated[str, typer.Option(help="nhwc (Keras) or nchw.")] = "nhwc",
-    saved_model: Annotated[Optional[str], typer.Option(help="Also write a SavedModel here.")] = None,
+    saved_model: Annotated[Optional[str], typer.Option(help="Also write a SavedModel here.")]
+    = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip verification.")] = False,
     verify_images: Annotated[Optional[str], typer.Option(
