@@ -110,7 +110,8 @@ class _CalibrationReader:
     loads them, one image per call (the calibrator keeps statistics, not batches)."""
 
     def __init__(self, options, reference):
-        self.paths = iter(list(options.calibration_images)[:options.samples])
+        self.all_paths = list(options.calibration_images)[:options.samples]
+        self.paths = iter(self.all_paths)
         self.contract = reference.contract
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels)
@@ -123,7 +124,7 @@ class _CalibrationReader:
         return {self.contract.input.name: to_model_input(self.contract, pixels)}
 
     def rewind(self):
-        raise NotImplementedError  # quantize_static reads the images once
+        self.paths = iter(self.all_paths)
 
 
 def _samples(options) -> int:
