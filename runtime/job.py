@@ -53,20 +53,32 @@ def extract_to_file(extractor, inputs, output, batch_size=32, on_error="skip", m
     store = ShardStore(output)
     records = _prepare(store, mode, identity(extractor, keys, batch_size), keys)
     _refuse_recorded_failures(records, on_error, store)
+    resumed = records[-1].end if records else 0
+    _extract_the_rest(extractor, items, records, (batch_size, on_error), store,
+                      on_batch or (lambda count: None))
+    shape = tuple(store.first_row_shape(records) or (extractor.feature_dim,))
+    written = _finish(store, records, shape)
+    return _summary(records, len(keys), written, resumed, shape)
+
+
+def _extract_the_rest(extractor, items, records, options, store, on_batch) -> None:
+    """Extract and commit the batches after the committed `records`, appending to them."""
     start = records[-1].end if records else 0
-    if on_batch and start:
+    if start:
         on_batch(start)  # progress counts the inputs the interrupted run already did
-    for record, features in _batches(extractor, items, start, batch_size, on_error, store):
+    for record, features in _batches(extractor, items, start, *options, store):
         store.commit(record, features)
         records.append(record)
-        if on_batch:
-            on_batch(record.end - record.start)
-    shape = store.first_row_shape(records) or (extractor.feature_dim,)
+        on_batch(record.end - record.start)
+
+
+def _finish(store, records, shape) -> list[str]:
+    """Assemble the output, then delete the store and any half-written files of a crash."""
     written = store.assemble(records, shape)
     store.remove()
-    for path in sinks.outputs(output):
-        atomic.remove_leftovers(path)  # half-written files of a crash during an assembly
-    return _summary(records, len(keys), written, start, tuple(shape))
+    for path in sinks.outputs(store.output):
+        atomic.remove_leftovers(path)
+    return written
 
 
 def identity(extractor, keys, batch_size) -> dict:
@@ -148,8 +160,8 @@ def _batches(extractor, items, start, batch_size, on_error, store):
             shard, start = shard + 1, end
     except ImageError as exc:
         raise ImageError(f"{exc}; the {start} inputs before its batch are kept in "
-                         f"{store.path}: fix the file and rerun with --resume, or use "
-                         "--on-error skip") from exc
+                         f"{store.path}: fix the file and rerun with --resume, or rerun with "
+                         "--resume --on-error skip") from exc
 
 
 def _summary(records, total, written, resumed, row_shape) -> Summary:
