@@ -12,7 +12,8 @@ import numpy as np
 from fexport.errors import FexportError, ImageError, UsageError
 from fexport.models import preprocessing
 
-from . import images, session as sessions
+from . import images
+from . import session as sessions
 from .contract import METADATA_KEY, Contract, plain_contract
 
 
@@ -146,7 +147,7 @@ def _lazy_inputs(inputs):
 
 
 def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
-    """float32 NHWC RGB pixels 0..255 -> what the ONNX input takes (dtype, layout, preprocessing)."""
+    """float32 NHWC RGB pixels 0..255 -> the ONNX input (its dtype, layout, preprocessing)."""
     spec = contract.input
     if not contract.preprocessing_baked:
         pixels = preprocessing.apply(contract.preprocessing, pixels)

@@ -1,8 +1,8 @@
-"""The lean extractor: every input kind, devices told truthfully, threads, pickling, sklearn."""
+"""The lean extractor: every input kind, devices told truthfully, pickling, sklearn (threads:
+test_concurrency.py)."""
 
 import io
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -81,26 +81,6 @@ def test_plain_onnx_without_metadata_needs_an_input_size(resnet8_onnx, tmp_path,
     features = FeatureExtractor(plain, device="cpu", input_size=(32, 32)).extract(photo_paths)
     reference = FeatureExtractor(resnet8_onnx, device="cpu").extract(photo_paths)
     np.testing.assert_array_equal(features, reference)
-
-
-def test_one_extractor_shared_by_8_threads_gives_the_serial_results(extractor, photo_paths):
-    serial = extractor.extract(photo_paths)
-    results, errors = [None] * 8, []
-
-    def work(i):
-        try:
-            results[i] = extractor.extract(photo_paths[i % 3:] + photo_paths[:i % 3])
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors
-    for i, got in enumerate(results):
-        np.testing.assert_array_equal(got, np.roll(serial, -(i % 3), axis=0))
 
 
 def test_extractor_survives_pickling(extractor, photo_paths):
