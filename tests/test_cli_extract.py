@@ -73,6 +73,15 @@ def test_unwritable_output_and_unknown_format_are_one_line(resnet8_onnx, photos,
     assert proc.returncode == 1 and "does not exist" in error_line(proc)
 
 
+def test_no_images_found_is_a_usage_error(resnet8_onnx, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no pictures here")
+    proc = run_cli("extract", resnet8_onnx, tmp_path / "in", "-o", tmp_path / "f.npz",
+                   check=False)
+    assert proc.returncode == 2 and "no images found in" in error_line(proc)
+    assert not (tmp_path / "f.npz").exists()
+
+
 def test_corrupt_onnx_is_one_line(tmp_path, photos):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")

@@ -60,13 +60,14 @@ def extract(
 def _mode(resume, overwrite, on_error, output) -> str:
     """Check the arguments that need no file opened; the job's mode."""
     from fexport.errors import UsageError
-    from fexport.runtime import sinks
+    from fexport.runtime import atomic, sinks
 
     if on_error not in ("skip", "fail"):
         raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pass one")
     sinks.check_output(output)
+    atomic.check_writable(output)  # before a large model is loaded for nothing
     return "resume" if resume else "overwrite" if overwrite else "new"
 
 
