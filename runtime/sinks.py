@@ -5,6 +5,11 @@ Failed inputs are recorded with their reasons: inside a .npz, beside the other f
 from an earlier run is removed). Features are written chunk by chunk, so memory stays bounded
 by one chunk, and the bytes depend only on the rows: no timestamps, no chunking artefacts, so
 a resumed run's file is byte-identical to an uninterrupted one.
+
+File names, which on POSIX may hold any bytes but "/" and NUL: .npz and .csv keep every name
+exactly (CSV quotes it, and writes bytes that are not UTF-8 as they are); .paths.txt and
+.failures.tsv write a newline, carriage return or tab inside a name as \\n, \\r, \\t; .parquet,
+whose strings must be UTF-8, writes such bytes as \\xNN.
 """
 
 from __future__ import annotations
@@ -86,13 +91,29 @@ def _write_failures(path, failures) -> list[str]:
         if path.exists():
             os.remove(path)  # a stale list from an earlier run would describe another run
         return []
-    text = "".join(f"{key}\t{_one_line(reason)}\n" for key, reason in failures)
-    atomic.write_bytes(path, text.encode())
+    text = "".join(f"{_line_safe(key)}\t{_one_line(reason)}\n" for key, reason in failures)
+    atomic.write_bytes(path, _encoded(text))
     return [str(path)]
 
 
 def _one_line(text) -> str:
     return " ".join(str(text).split())
+
+
+# File names are arbitrary bytes on POSIX: Python holds the non-UTF-8 ones as surrogates.
+def _encoded(text: str) -> bytes:
+    """UTF-8, with a non-UTF-8 file name written back as its original bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _utf8(key: str) -> str:
+    """Valid UTF-8 for formats that demand it (parquet): bytes that are not become \\xNN."""
+    return _encoded(key).decode("utf-8", "backslashreplace")
+
+
+def _line_safe(key: str) -> str:
+    """A name with a newline, carriage return or tab would break a line-per-name file."""
+    return key.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
 def _npy_header(count, row_shape) -> dict:
@@ -106,7 +127,7 @@ def _npy(path, keys, rows, row_shape, failures):
             for chunk in rows:
                 f.write(chunk.tobytes())
     paths = sidecar(path, "paths.txt")
-    atomic.write_bytes(paths, "".join(f"{k}\n" for k in keys).encode())
+    atomic.write_bytes(paths, _encoded("".join(f"{_line_safe(k)}\n" for k in keys)))
     return [str(path), str(paths)]
 
 
@@ -136,7 +157,7 @@ def _csv(path, keys, rows, row_shape, failures):
     width = int(np.prod(row_shape))
     start = 0
     with atomic.atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             writer = csv.writer(f)
             writer.writerow(["path", *(f"f{i}" for i in range(width))])
             for chunk in rows:
@@ -165,7 +186,8 @@ def _table(pa, keys, block, width, schema):
     flat = pa.array(block.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(len(block) + 1, dtype=np.int32) * width)
     column = pa.ListArray.from_arrays(offsets, flat)
-    return pa.Table.from_arrays([pa.array(keys, pa.string()), column], schema=schema)
+    names = pa.array([_utf8(key) for key in keys], pa.string())
+    return pa.Table.from_arrays([names, column], schema=schema)
 
 
 def _regroup(chunks, size):

@@ -3,6 +3,7 @@ built here (not shipped), broken and foreign ONNX files, model files the exporte
 and outputs that cannot be written (a read-only folder, a full disk)."""
 
 import contextlib
+import csv
 import io
 import os
 import resource
@@ -273,3 +274,45 @@ def test_model_files_the_exporter_cannot_take_are_one_line(tmp_path, case, lambd
     proc = run_cli("export", model, "-o", tmp_path / "x.onnx", check=False)
     assert proc.returncode == 1 and words in error_line(proc)
     assert not (tmp_path / "x.onnx").exists()
+
+
+ODD_NAMES = [os.fsdecode(b"caf\xff\xfe.png"), "new\nline.png", "tab\there.png"]
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory):
+    """File names with bytes that are not UTF-8, a newline and a tab; the last is no image."""
+    folder = tmp_path_factory.mktemp("odd_names")
+    for name in ODD_NAMES[:2]:
+        _photo().save(folder / name, "PNG")
+    (folder / ODD_NAMES[2]).write_bytes(b"not a picture")
+    return folder
+
+
+def test_file_names_of_any_bytes_are_written_not_fatal(resnet8_onnx, odd_names, tmp_path):
+    from fexport.runtime import FeatureExtractor, extract_to_file
+
+    extractor = FeatureExtractor(resnet8_onnx, device="cpu")
+    keys = sorted(str(odd_names / name) for name in ODD_NAMES)
+    for suffix in (".npz", ".csv", ".npy", ".parquet"):
+        summary = extract_to_file(extractor, [odd_names], tmp_path / f"{suffix[1:]}{suffix}")
+        assert summary.extracted == 2 and summary.failures[0][0] == str(odd_names /
+                                                                        ODD_NAMES[2])
+    good = [k for k in keys if ODD_NAMES[2] not in k]
+    assert list(np.load(tmp_path / "npz.npz")["paths"]) == good  # exact
+    with open(tmp_path / "csv.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        assert [row[0] for row in list(csv.reader(f))[1:]] == good  # exact
+    lines = (tmp_path / "npy.paths.txt").read_bytes().splitlines()
+    assert lines == [os.fsencode(k.replace("\n", "\\n")) for k in good]
+    tsv = (tmp_path / "npy.failures.tsv").read_bytes()
+    assert tsv.count(b"\n") == 1 and tsv.startswith(os.fsencode(
+        str(odd_names / "tab\\there.png")) + b"\t")
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "parquet.parquet").column("path").to_pylist() == [
+        os.fsencode(k).decode("utf-8", "backslashreplace") for k in good]
+
+
+def test_odd_file_names_through_the_cli(resnet8_onnx, odd_names, tmp_path):
+    proc = run_cli("extract", resnet8_onnx, odd_names, "-o", tmp_path / "f.npy")
+    assert "extracted 2 of 3 images" in proc.stdout and proc.stderr.count("skipped") == 1
