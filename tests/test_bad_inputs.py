@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from readback import read_features
 
 from conftest import MNIST_CNN, RESNET8, error_line, run_cli
+from readback import read_features
 
 
 def _png_claiming(width, height) -> bytes:

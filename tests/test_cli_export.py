@@ -50,6 +50,13 @@ def test_explicit_export_command_and_report(tmp_path):
             "--report", report)
     data = json.loads(report.read_text())
     assert data["passed"] and [c["onnx_shape"] for c in data["checks"]] == [[1, 64], [3, 64]]
+    before = out.read_bytes()
+    again = ["export", MNIST_CNN, "--layer", "dense", "-o", out]
+    proc = run_cli(*again, check=False)
+    assert proc.returncode == 2 and "already exists; pass --overwrite" in error_line(proc)
+    assert out.read_bytes() == before  # refused before anything was loaded or written
+    run_cli(*again, "--overwrite")
+    assert out.read_bytes() != before
 
 
 ERRORS = {

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from PIL import Image
-from readback import read_features
 
 from conftest import error_line, run_cli
+from readback import read_features
 
 
 @pytest.fixture(scope="module")

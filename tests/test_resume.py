@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from readback import read_features
 
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, OutputError
 from fexport.runtime import FeatureExtractor, job, sinks
+from readback import read_features
 
 COPIES = 30  # 9 photos x 30 + 2 bad files = 272 inputs, 68 batches of 4
 

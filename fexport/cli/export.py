@@ -12,7 +12,7 @@ import typer
 
 from fexport.runtime.images import list_images
 
-from .options import InputSize, Json, Unsafe, Weights
+from .options import InputSize, Json, Overwrite, Unsafe, Weights
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +60,7 @@ def export(
     calibration_images: Annotated[Optional[str], typer.Option(
         help="Images for --int8/--fp16: the first 64 calibrate, the rest judge quality.")]
     = None,
+    overwrite: Overwrite = False,
 ):
     """Cut MODEL at a layer, add a head, bake preprocessing, save ONNX, verify against Keras."""
     from fexport.errors import VerificationError
@@ -67,6 +68,7 @@ def export(
     from fexport.exporter import export as run_export
 
     variants = _wanted_variants(output, int8, fp16, calibration_images)
+    refuse_existing([output, saved_model] + _variant_paths(output, variants), overwrite)
     options = ExportOptions(
         source=model, layers=layer or ["recommended"], head=head, weights=weights,
         input_size=input_size, layout=layout, input_dtype=input_dtype, batch=batch,
@@ -86,7 +88,19 @@ def export(
                f"{', '.join(result.written)}: input {contract.input.shape('N')} "
                f"{contract.input.dtype}, features (N, {contract.feature_dim})")
     _print_report(result.report, report)
-    _variants(output, variants, calibration_images)
+    _variants(output, variants, calibration_images, overwrite)
+
+
+def refuse_existing(paths, overwrite) -> None:
+    """Outputs are replaced only on request: an earlier export may be all someone has."""
+    import os
+
+    from fexport.errors import UsageError
+
+    existing = [str(p) for p in paths if p and os.path.exists(p)]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} already exists; pass --overwrite to replace it, or "
+                         "choose another output")
 
 
 def _wanted_variants(output, int8, fp16, calibration_images) -> list[str]:
@@ -98,12 +112,18 @@ def _wanted_variants(output, int8, fp16, calibration_images) -> list[str]:
     return wanted
 
 
-def _variants(output, wanted, calibration_images) -> None:
+def _variant_paths(output, wanted) -> list[str]:
+    from fexport.exporter.quantize import derived_path
+
+    return [derived_path(output, precision) for precision in wanted]
+
+
+def _variants(output, wanted, calibration_images, overwrite) -> None:
     from .quantize import make_variant
 
     for precision in wanted:
         make_variant(output, precision, calibration_images, None,
-                     64 if precision == "int8" else 0, "minmax", None, None)
+                     64 if precision == "int8" else 0, "minmax", None, None, overwrite)
 
 
 def _print_report(report, path) -> None:

@@ -17,6 +17,10 @@ MinCosine = Annotated[Optional[float], typer.Option(
     "--min-cosine", help="Fail below this per-image cosine to float32 (default 0.99).")]
 
 
+Replace = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an existing output file.")]
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="quantize")(quantize)
     app.command(name="convert")(convert)
@@ -31,10 +35,11 @@ def quantize(
     method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
     eval_images: EvalImages = None,
     min_cosine: MinCosine = None,
+    overwrite: Replace = False,
 ):
     """Static INT8 quantization (QDQ, per-channel weights) calibrated on real images."""
     make_variant(model_file, "int8", calibration_images, output, samples, method, eval_images,
-                 min_cosine)
+                 min_cosine, overwrite)
 
 
 def convert(
@@ -44,6 +49,7 @@ def convert(
         "--eval-images", help="Images to judge quality on.")] = None,
     output: Output = None,
     min_cosine: MinCosine = None,
+    overwrite: Replace = False,
 ):
     """Convert to float16 inside, float32 inputs and outputs, for GPUs."""
     from fexport.errors import UsageError
@@ -53,18 +59,23 @@ def convert(
     if not eval_images:
         raise UsageError("pass --eval-images DIR: the FP16 model is judged against float32 on "
                          "real images")
-    make_variant(model_file, "fp16", None, output, 0, "minmax", eval_images, min_cosine)
+    make_variant(model_file, "fp16", None, output, 0, "minmax", eval_images, min_cosine,
+                 overwrite)
 
 
 def make_variant(model_file, precision, calibration_dir, output, samples, method, eval_dir,
-                 min_cosine) -> None:
+                 min_cosine, overwrite=False) -> None:
     """Build, judge and write one reduced-precision variant; print its report."""
     from fexport.exporter import quality
     from fexport.exporter import quantize as q
 
+    from .export import refuse_existing
+
+    output = output or q.derived_path(model_file, precision)
+    refuse_existing([output], overwrite)
     calibration, evaluation = _image_sets(calibration_dir, eval_dir, samples)
     options = q.QuantizeOptions(
-        model_file, output or q.derived_path(model_file, precision), precision, calibration,
+        model_file, output, precision, calibration,
         samples, method, evaluation, q.labels_for(evaluation),
         quality.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
     try:
