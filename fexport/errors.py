@@ -59,3 +59,7 @@ class DeviceError(FexportError):
 
 class OutputError(FexportError):
     """An output path that cannot be written, or would be overwritten without --overwrite."""
+
+
+class EngineError(FexportError):
+    """The distributed engine (Ray) is not installed, cannot be reached, or its job failed."""

@@ -69,7 +69,7 @@ def write_chunks(path, keys, chunks, row_shape, failures=()) -> list[str]:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     if suffix != ".npz":
-        written += _write_failures(sidecar(path, "failures.tsv"), failures)
+        written += write_failures(sidecar(path, "failures.tsv"), failures)
     return written
 
 
@@ -86,14 +86,21 @@ def _checked_rows(chunks, count, row_shape):
         raise ValueError(f"{seen} feature rows for {count} keys")
 
 
-def _write_failures(path, failures) -> list[str]:
+def write_failures(path, failures) -> list[str]:
+    """`path` holding the failure records, or no `path` at all when nothing failed."""
+    path = Path(path)
     if not failures:
         if path.exists():
             os.remove(path)  # a stale list from an earlier run would describe another run
         return []
-    text = "".join(f"{_line_safe(key)}\t{_one_line(reason)}\n" for key, reason in failures)
-    atomic.write_bytes(path, _encoded(text))
+    atomic.write_bytes(path, failures_tsv(failures))
     return [str(path)]
+
+
+def failures_tsv(failures) -> bytes:
+    """The bytes of a .failures.tsv: one `key<TAB>reason` line per failed input."""
+    return _encoded("".join(f"{_line_safe(key)}\t{_one_line(reason)}\n"
+                            for key, reason in failures))
 
 
 def _one_line(text) -> str:
@@ -106,7 +113,7 @@ def _encoded(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _utf8(key: str) -> str:
+def utf8(key: str) -> str:
     """Valid UTF-8 for formats that demand it (parquet): bytes that are not become \\xNN."""
     return _encoded(key).decode("utf-8", "backslashreplace")
 
@@ -186,7 +193,7 @@ def _table(pa, keys, block, width, schema):
     flat = pa.array(block.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(len(block) + 1, dtype=np.int32) * width)
     column = pa.ListArray.from_arrays(offsets, flat)
-    names = pa.array([_utf8(key) for key in keys], pa.string())
+    names = pa.array([utf8(key) for key in keys], pa.string())
     return pa.Table.from_arrays([names, column], schema=schema)
 
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-BLOCKED = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx")
+BLOCKED = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "ray")  # ray: only on use
 
 PROBE = f"""
 import sys
@@ -15,6 +15,7 @@ class Block:
 
 sys.meta_path.insert(0, Block())
 import fexport.runtime, fexport.models, fexport.runtime.sinks, fexport.runtime.doctor
+import fexport.runtime.ray_engine
 import fexport.cli
 from fexport.runtime import FeatureExtractor
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r})

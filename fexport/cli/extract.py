@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -37,22 +37,72 @@ def extract(
     exif: Annotated[bool, typer.Option(help="Apply EXIF orientation.")] = False,
     resume: Resume = False,
     overwrite: Overwrite = False,
+    engine: Annotated[str, typer.Option(help="local: this machine; ray: a Ray cluster (the "
+                                             "ray extra), output a folder of Parquet "
+                                             "shards.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: $RAY_ADDRESS, else "
+             "a local cluster).")] = None,
+    num_workers: Annotated[int, typer.Option(min=1, help="Ray actors, one model each.")] = 1,
+    num_gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor.")] = 0,
 ):
-    """Extract features from images into one file, row i for image i; crash-safe, resumable."""
-    from fexport.errors import ImageError
+    """Extract features from images into one file, row i for image i; crash-safe, resumable.
+    With --engine ray, into a folder of Parquet shards, on a Ray cluster."""
     from fexport.runtime import FeatureExtractor, job
 
+    options = dict(device=device, threads=threads, input_size=input_size, resample=resample,
+                   keep_aspect=keep_aspect, exif=exif, workers=workers)
+    if _engine(engine, resume, on_error) == "ray":
+        pool = dict(num_workers=num_workers, num_gpus_per_worker=num_gpus_per_worker)
+        return _extract_on_ray(model_file, inputs, output, (batch_size, on_error, overwrite),
+                               address, pool, options)
     mode = _mode(resume, overwrite, on_error, output)
     items = _listed_inputs(inputs)
-    extractor = FeatureExtractor(model_file, device, threads, input_size=input_size,
-                                 resample=resample, keep_aspect=keep_aspect, exif=exif,
-                                 workers=workers)
+    extractor = FeatureExtractor(model_file, **options)
     progress = _Progress(len(items))
     summary = job.extract_to_file(extractor, items, output, batch_size,
                                   "skip" if on_error == "skip" else "raise", mode,
                                   on_batch=progress.update)
     progress.close()
-    _report(summary, extractor.device)
+    _finish(summary, extractor.device)
+
+
+def _engine(engine, resume, on_error) -> str:
+    from fexport.errors import UsageError
+
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine {engine!r}: expected local or ray")
+    if engine == "ray" and resume:
+        raise UsageError("--resume is for --engine local (Ray retries failed tasks itself); "
+                         "rerun with --overwrite")
+    if on_error not in ("skip", "fail"):
+        raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
+    return engine
+
+
+def _extract_on_ray(model_file, inputs, output, run, address, pool, options) -> None:
+    """The same images, loader and features, on a Ray cluster; Parquet shards out."""
+    from fexport.runtime import ray_engine
+
+    batch_size, on_error, overwrite = run
+    on_error = "skip" if on_error == "skip" else "raise"
+    ray_engine.check_arguments(output, on_error, pool["num_workers"])  # before Ray starts
+    items = ray_engine.list_inputs(inputs)
+    with ray_engine.session(address):
+        progress = _Progress(len(items))
+        summary = ray_engine.extract_to_parquet(
+            model_file, items, output, batch_size=batch_size, overwrite=overwrite,
+            on_error=on_error, on_progress=progress.update, **pool, **options)
+        progress.close()
+    devices = sorted({worker.rsplit("/", 1)[-1] for worker in summary.workers})
+    count = len(summary.workers)
+    _finish(summary, f"{'/'.join(devices)}, {count} Ray worker{'s' * (count != 1)}")
+
+
+def _finish(summary, device) -> None:
+    from fexport.errors import ImageError
+
+    _report(summary, device)
     if summary.failures and not summary.extracted:
         raise ImageError(f"none of the {summary.total} inputs could be read")
 
@@ -62,8 +112,6 @@ def _mode(resume, overwrite, on_error, output) -> str:
     from fexport.errors import UsageError
     from fexport.runtime import atomic, sinks
 
-    if on_error not in ("skip", "fail"):
-        raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pass one")
     sinks.check_output(output)

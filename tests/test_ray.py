@@ -1,0 +1,159 @@
+"""`--engine ray` on a local Ray cluster started here (2 CPUs, shut down after): the local engine's
+features, order and failure records on real photos and bad files, the model opened once per
+actor, the first bad file stopping a run, URIs and encoded bytes as inputs, and the install
+command when Ray is missing."""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import error_line, run_cli
+from fexport.errors import ImageError, OutputError
+from fexport.runtime import FeatureExtractor, job, ray_engine
+from readback import read_features
+
+BAD = ("empty.jpg", "text.jpg", "truncated.jpg")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_engine.session(num_cpus=2, object_store_memory=200 << 20) as ray:
+        yield ray
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, photo_paths) -> Path:
+    """A large photo first (slow to decode, so later batches finish before it: order must be
+    kept on purpose), nine real photos and three bad files; empty.jpg sorts between photos."""
+    folder = tmp_path_factory.mktemp("mixed")
+    noise = np.random.default_rng(0).integers(0, 256, (6000, 6000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "a_large.jpg", quality=90)
+    for path in map(Path, photo_paths):
+        (folder / path.name).write_bytes(path.read_bytes())
+    jpeg = (folder / "rocket.jpg").read_bytes()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("hello, not a picture\n")
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 4])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def inputs(mixed, tmp_path_factory, photo_paths) -> list:
+    """The mixed folder, then a photo whose name is not UTF-8 (a POSIX name is any bytes)."""
+    odd = tmp_path_factory.mktemp("odd") / os.fsdecode(b"caf\xe9.png")
+    odd.write_bytes(Path(photo_paths[0]).read_bytes())
+    return [mixed, odd]
+
+
+@pytest.fixture(scope="module")
+def local(resnet8_onnx, inputs, tmp_path_factory):
+    """The local engine's output: (paths, features, failures)."""
+    out = tmp_path_factory.mktemp("local") / "features.parquet"
+    job.extract_to_file(FeatureExtractor(resnet8_onnx), inputs, out, batch_size=32)
+    return read_features(out)
+
+
+@pytest.fixture(scope="module")
+def ray_run(cluster, resnet8_onnx, inputs, tmp_path_factory):
+    """Two actors, batches of 1 and shards of 3 rows, so that order and sharding show."""
+    out = tmp_path_factory.mktemp("ray") / "features.parquet"
+    summary = ray_engine.extract_to_parquet(resnet8_onnx, inputs, out, batch_size=1,
+                                            num_workers=2, rows_per_shard=3)
+    return out, summary
+
+
+def test_features_order_and_failures_equal_the_local_engine(ray_run, local):
+    out, summary = ray_run
+    paths, features, failures = read_features(out)  # pyarrow reads the shards in name order
+    assert paths == local[0] and len(paths) == 11 and paths[-1].endswith("caf\\xe9.png")
+    np.testing.assert_array_equal(features, local[1])
+    assert failures == local[2] and sorted(Path(p).name for p in failures) == list(BAD)
+    assert "empty (0 bytes)" in failures[str(Path(paths[0]).parent / "empty.jpg")]
+    assert len(list(out.glob("part-*.parquet"))) > 2
+    assert (summary.total, summary.extracted, summary.row_shape) == (14, 11, (64,))
+
+
+def test_each_actor_opens_the_model_once(ray_run):
+    """Fourteen batches on a pool of two: a model opened per batch would show as a process that
+    opened it more than once, or as more processes than actors."""
+    workers = ray_run[1].workers
+    assert 1 <= len(workers) <= 2
+    assert [w["loads"] for w in workers.values()] == [1] * len(workers)
+    assert sum(w["rows"] for w in workers.values()) == 14
+
+
+def test_on_error_raise_stops_at_the_first_bad_file_and_keeps_nothing(
+        cluster, resnet8_onnx, mixed, tmp_path):
+    out = tmp_path / "features.parquet"
+    with pytest.raises(ImageError, match=r"empty\.jpg: the file is empty"):
+        ray_engine.extract_to_parquet(resnet8_onnx, [mixed], out, batch_size=1, num_workers=2,
+                                      rows_per_shard=1, on_error="raise")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_uris_in_and_out(cluster, resnet8_onnx, mixed, tmp_path, local):
+    """file:// URIs take the pyarrow.fs path that s3:// and gs:// take."""
+    out = tmp_path / "features.parquet"
+    ray_engine.extract_to_parquet(resnet8_onnx, [mixed.as_uri()], out.as_uri(), num_workers=1)
+    paths, features, failures = read_features(out)
+    assert paths == [Path(p).as_uri() for p in local[0][:-1]]  # all but the odd name
+    np.testing.assert_array_equal(features, local[1][:-1])
+    assert {Path(k).name: v[len(k):] for k, v in failures.items()} == \
+        {Path(k).name: v[len(k):] for k, v in local[2].items()}  # the same words after the key
+    with pytest.raises(OutputError, match="already exists: pass --overwrite"):
+        ray_engine.extract_to_parquet(resnet8_onnx, [mixed], out.as_uri())
+
+
+def test_a_dataset_of_encoded_bytes(cluster, resnet8_onnx, mixed, local):
+    """read_binary_files' rows (path, bytes) give the local engine's features, and failures
+    named by their path rather than "<bytes>". The large photo stays out: 32 MB through a
+    200 MB object store on two busy CPUs tests patience, not fexport."""
+    files = [str(p) for p in sorted(mixed.iterdir()) if p.name != "a_large.jpg"]
+    dataset = cluster.data.read_binary_files(files, include_paths=True)
+    rows = ray_engine.extract_dataset(dataset, resnet8_onnx, batch_size=4).take_all()
+    by_name = {Path(row["path"]).name: row for row in rows}
+    expected = dict(zip((Path(p).name for p in local[0][1:-1]), local[1][1:-1]))
+    assert {name for name, row in by_name.items() if row["error"] is None} == set(expected)
+    for name, features in expected.items():
+        np.testing.assert_array_equal(np.asarray(by_name[name]["features"], np.float32),
+                                      features)
+    for name in BAD:
+        assert by_name[name]["features"] is None
+        assert by_name[name]["error"].startswith(by_name[name]["path"] + ": ")
+
+
+def test_without_ray_the_error_says_how_to_install_it(resnet8_onnx, photos, tmp_path):
+    """A `ray` package that cannot be imported, first on the path of a fresh interpreter."""
+    (tmp_path / "blocked" / "ray").mkdir(parents=True)
+    (tmp_path / "blocked" / "ray" / "__init__.py").write_text(
+        "raise ImportError('No module named ray (blocked by the test)')\n")
+    proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "f.parquet", "--engine",
+                   "ray", check=False, env={"PYTHONPATH": str(tmp_path / "blocked")})
+    assert proc.returncode == 1
+    assert "pip install 'fexport[ray]'" in error_line(proc)
+    assert "blocked by the test" in error_line(proc)
+
+
+def test_cli_engine_ray_on_the_running_cluster(cluster, resnet8_onnx, inputs, tmp_path, local):
+    out = tmp_path / "features.parquet"
+    ray_options = ("--engine", "ray", "--address", cluster.get_runtime_context().gcs_address)
+    mixed, odd = inputs
+    proc = run_cli("extract", resnet8_onnx, mixed, odd.parent, "-o", out, *ray_options,
+                   "--num-workers", "2", "--batch-size", "2")
+    paths, features, failures = read_features(out)
+    assert paths == local[0] and failures == local[2]
+    np.testing.assert_array_equal(features, local[1])
+    assert "extracted 11 of 14 images" in proc.stdout and proc.stderr.count("skipped") == 3
+    assert re.search(r"(cpu|cuda), [12] Ray workers?\)", proc.stdout)
+
+
+def test_cli_names_the_ray_limit_on_file_names_that_are_not_utf8(cluster, resnet8_onnx,
+                                                                  inputs, tmp_path):
+    """Ray sends the command line to the cluster as UTF-8: a non-UTF-8 name cannot be on it."""
+    proc = run_cli("extract", resnet8_onnx, inputs[1], "-o", tmp_path / "f.parquet", "--engine",
+                   "ray", "--address", cluster.get_runtime_context().gcs_address, check=False)
+    assert proc.returncode == 1 and "name its folder instead" in error_line(proc)
