@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from .report import KERAS_CALL, KERAS_PREDICT, ORT, row
+from .report import INT8, KERAS_CALL, KERAS_PREDICT, ORT, cpu_run, row
 
-COLORS = {ORT: (31, 119, 180), KERAS_PREDICT: (255, 127, 14), KERAS_CALL: (44, 160, 44)}
+COLORS = {ORT: (31, 119, 180), INT8: (148, 103, 189), KERAS_PREDICT: (255, 127, 14),
+          KERAS_CALL: (44, 160, 44)}
 WIDTH, HEIGHT, MARGIN = 900, 420, 50
 
 
@@ -27,7 +28,7 @@ def save(data, path, batch=8) -> None:
 
 
 def _rates(entry, batch) -> dict:
-    run = next((r for r in entry["runs"] if "CUDA" not in r["provider"]), entry["runs"][0])
+    run = cpu_run(entry) or entry["runs"][0]
     found = {name: row(run, name, batch) for name in COLORS}
     return {name: r["images_per_s"] for name, r in found.items() if r}
 

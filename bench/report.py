@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 KERAS_PREDICT, KERAS_CALL, ORT = "keras.predict", "keras.__call__", "onnxruntime"
+INT8 = "onnxruntime int8"
 
 
 def row(run, runtime, batch) -> dict | None:
@@ -30,7 +31,7 @@ def markdown(data) -> str:
              f"{mm['onnxruntime']:.0f} GFLOP/s.", "",
              "Reproduce: `python -m fexport.bench.suite` (random weights, interleaved runs).",
              ""]
-    for section in (_latency, _folder, _cold, _targets):
+    for section in (_latency, _int8, _folder, _cold, _targets):
         lines += section(data) + [""]
     return "\n".join(lines)
 
@@ -55,6 +56,26 @@ def _latency_row(entry, run, r, device, data) -> str:
             f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{r['images_per_s']:.1f} | {rate:.0f} | {matmul_fraction(entry, r, data):.0%} | "
             f"{f'{ratio:.2f}x' if ratio else ''} |")
+
+
+def _int8(data) -> list[str]:
+    out = ["## INT8 against float32 (same run; quality on 32 images not used to calibrate)", "",
+           "| model | batch | float32 images/s | int8 images/s | int8 speedup | min cosine | "
+           "mean cosine | nearest-5 overlap |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for entry in data["models"]:
+        quality, run = entry.get("int8_quality"), cpu_run(entry)
+        for batch in sorted({r["batch"] for r in run["results"]}) if quality else []:
+            fp32, int8 = row(run, ORT, batch), row(run, INT8, batch)
+            out.append(f"| {entry['model']} | {batch} | {fp32['images_per_s']:.1f} | "
+                       f"{int8['images_per_s']:.1f} | "
+                       f"{int8['images_per_s'] / fp32['images_per_s']:.2f}x | "
+                       f"{quality['min_cosine']:.4f} | {quality['mean_cosine']:.4f} | "
+                       f"{quality['neighbour_overlap_at_5']:.0%} |")
+    return out
+
+
+def cpu_run(entry):
+    return next((r for r in entry["runs"] if "CUDA" not in r["provider"]), None)
 
 
 def _folder(data) -> list[str]:
@@ -100,7 +121,7 @@ def _targets(data) -> list[str]:
 def targets(data):
     """(label, model, measured, goal, unit) for each target of issue #5 the run can judge."""
     for entry in data["models"]:
-        run = next((r for r in entry["runs"] if "CUDA" not in r["provider"]), None)
+        run = cpu_run(entry)
         if run is None:
             continue
         name = entry["model"]
@@ -116,6 +137,15 @@ def targets(data):
             yield "batch-8 share of the matmul limit", name, matmul_fraction(entry, ort8, data), \
                 0.95, ""
         yield from _folder_and_cold(entry, run)
+        yield from _int8_targets(entry, run)
+
+
+def _int8_targets(entry, run):
+    fp32, int8, quality = row(run, ORT, 8), row(run, INT8, 8), entry.get("int8_quality")
+    if fp32 and int8 and quality:
+        yield ("INT8 batch-8 throughput vs float32", entry["model"],
+               int8["images_per_s"] / fp32["images_per_s"], 3.0, "x")
+        yield "INT8 min cosine to float32", entry["model"], quality["min_cosine"], 0.99, ""
 
 
 def _folder_and_cold(entry, run):

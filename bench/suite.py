@@ -33,6 +33,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = (("VGG16", "flatten"), ("ResNet50", "avg"), ("MobileNetV2", "avg"),
           ("EfficientNetB0", "avg"))
 QUICK_MODELS = (("MobileNetV2", "avg"),)
+INT8_MODELS = ("VGG16", "ResNet50")  # issue #5/#6: INT8 against FP32 in the same run
+CALIBRATION_SAMPLES = 32  # of the 64 suite images; the other 32 judge the INT8 features
 BATCH_SIZES = (1, 8, 32)
 COLD_STARTS = 3  # fresh processes per side; the median is reported
 
@@ -44,9 +46,10 @@ def run_suite(models, batch_sizes, iters, workdir, devices=("cpu",)) -> dict:
         onnx_path = export(name, head, workdir)
         entry = {"model": name, "head": head, "gflops_per_image": flops.flops_per_image(
             onnx_path) / 1e9, "runs": []}
+        variants = [quantize(onnx_path, images, entry)] if name in INT8_MODELS else []
         for device in devices:
             entry["runs"].append(bench(onnx_path, batch_sizes, iters, images, device,
-                                       compare_keras=device == "cpu"))
+                                       compare_keras=device == "cpu", variants=variants))
         entry["cold_start"] = cold_start(onnx_path, images, workdir)
         data["models"].append(entry)
     return data
@@ -59,10 +62,22 @@ def export(name, head, workdir) -> Path:
     return path
 
 
-def bench(onnx_path, batch_sizes, iters, images, device, compare_keras) -> dict:
+def quantize(onnx_path, images, entry) -> Path:
+    """The INT8 variant, calibrated on the first images; its quality report goes in `entry`."""
+    from fexport.runtime.extractor import FeatureExtractor
+
+    int8 = Path(onnx_path).with_suffix(".int8.onnx")
+    _run_fexport("quantize", onnx_path, "--calibration-images", images, "--samples",
+                 CALIBRATION_SAMPLES, "-o", int8, "--overwrite")
+    entry["int8_quality"] = FeatureExtractor(int8, device="cpu").contract.quantization
+    return int8
+
+
+def bench(onnx_path, batch_sizes, iters, images, device, compare_keras, variants=()) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         args = [onnx_path, "--batch-sizes", ",".join(map(str, batch_sizes)), "--iters", iters,
                 "--warmup", 2, "--images", images, "--device", device, "--json", out.name]
+        args += [a for v in variants for a in ("--variant", v)]
         _run_fexport("bench", *args, *(["--compare-keras"] if compare_keras else []))
         return json.loads(Path(out.name).read_text())
 
@@ -76,23 +91,33 @@ def _run_fexport(*args) -> str:
 
 
 def make_image_folder(folder, count=64) -> Path:
-    """JPEGs at typical photo sizes, made from the real sample photos in the dev wheels."""
+    """JPEGs at typical photo sizes, made from the real sample photos in the dev wheels: each
+    photo cropped and resized a few ways, so no two files are the same image."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     sources = _sample_photos()
     for i in range(count):
         with Image.open(sources[i % len(sources)]) as image:
-            image = image.convert("RGB").resize((640 - 32 * (i % 5), 480 - 24 * (i % 3)))
+            w, h = image.size
+            crop = 0.1 * (i // len(sources) % 4)
+            box = (int(w * crop), int(h * crop / 2), w, h - int(h * crop / 2))
+            image = image.convert("RGB").crop(box).resize((640 - 32 * (i % 5),
+                                                           480 - 24 * (i % 3)))
             image.save(folder / f"photo_{i:03d}.jpg", quality=90)
     return folder
 
 
 def _sample_photos() -> list[Path]:
     import skimage
+    import sklearn.datasets
 
     data = Path(skimage.__file__).parent / "data"
-    return [data / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")]
+    names = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "retina.jpg",
+             "motorcycle_left.png", "hubble_deep_field.jpg", "color.png", "ihc.png",
+             "camera.png", "moon.png", "horse.png", "brick.png", "coins.png")
+    sklearn_images = Path(sklearn.datasets.__file__).parent / "images"
+    return [data / n for n in names] + [sklearn_images / n for n in ("china.jpg", "flower.jpg")]
 
 
 COLD_ONNX = """

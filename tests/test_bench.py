@@ -63,21 +63,28 @@ def test_flops_equal_a_count_from_the_keras_layers(resnet8_onnx):
 
 
 def test_suite_writes_json_markdown_and_png(resnet8_onnx, photos, tmp_path):
+    onnx_path = tmp_path / "resnet8.onnx"
+    onnx_path.write_bytes(resnet8_onnx.read_bytes())
+    entry = {"model": "ResNet8", "head": "avg",
+             "gflops_per_image": flops.flops_per_image(onnx_path) / 1e9}
+    int8 = suite.quantize(onnx_path, photos, entry)
+    entry["runs"] = [suite.bench(onnx_path, (1, 8), 2, photos, "cpu", True, [int8])]
+    entry["cold_start"] = suite.cold_start(onnx_path, photos, tmp_path)
     data = {"machine": machine(), "matmul_gflops": matmul.rates(size=256, repeats=2),
-            "models": [{"model": "ResNet8", "head": "avg",
-                        "gflops_per_image": flops.flops_per_image(resnet8_onnx) / 1e9,
-                        "runs": [suite.bench(resnet8_onnx, (1, 8), 2, photos, "cpu", True)],
-                        "cold_start": suite.cold_start(resnet8_onnx, photos, tmp_path)}]}
+            "models": [entry]}
     json_file, md, png = suite.write(data, tmp_path / "results")
     assert json.loads(json_file.read_text())["models"][0]["model"] == "ResNet8"
     text = md.read_text()
-    for heading in ("Latency and throughput", "Folder extraction", "Cold start", "Targets"):
+    for heading in ("Latency and throughput", "INT8 against float32", "Folder extraction",
+                    "Cold start", "Targets"):
         assert f"## {heading}" in text
-    cold = data["models"][0]["cold_start"]
+    assert [r["runtime"] for r in entry["runs"][0]["results"][:4]] == [
+        "onnxruntime", "onnxruntime int8", "keras.predict", "keras.__call__"]
+    cold = entry["cold_start"]
     assert cold["onnxruntime"]["seconds"] > 0 and cold["keras"]["peak_rss_mib"] > 0
     judged = list(report.targets(data))
     assert {t[0] for t in judged} >= {"batch-8 throughput vs Keras predict",
-                                      "cold start vs Keras"}
+                                      "cold start vs Keras", "INT8 min cosine to float32"}
     assert all(value is not None and value > 0 for _, _, value, _, _ in judged)
     with Image.open(png) as image:
         assert image.size == (900, 420)
