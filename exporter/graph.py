@@ -29,11 +29,16 @@ def preprocess_tf(mode, x):
     return x
 
 
-# Weights above this size enter the converted graph as inputs, not frozen constants: tf2onnx
-# copies every constant many times while converting (VGG16's fc1, 411 MB, took the export of
-# `--layer penultimate` past 24 GiB; lifted, it peaks at 6 GiB). They become ONNX initializers
-# again right after conversion (convert.inline_lifted_weights).
+# Weights enter the converted graph as inputs, not frozen constants, when they are large: tf2onnx
+# copies every frozen constant many times while converting (peaks near 25x the frozen bytes).
+# Lifted are every weight above LIFT_WEIGHTS_OVER_BYTES (VGG16's 411 MB fc1 took the export of
+# `--layer penultimate` past 24 GiB; lifted, it peaks at 6 GiB), then the largest others until
+# at most FROZEN_BUDGET_BYTES stay frozen (ConvNeXtXLarge, 1.4 GB of 16 MiB and smaller weights,
+# was killed above 24 GiB; within the budget it peaks at 9 GiB). Small and mid-size models keep
+# their weights frozen, so tf2onnx folds them into the ops. They become ONNX initializers again
+# right after conversion (convert.inline_as_initializers).
 LIFT_WEIGHTS_OVER_BYTES = 16 * 2**20
+FROZEN_BUDGET_BYTES = 384 * 2**20
 LIFTED_PREFIX = "fexport_weight_"
 
 
@@ -63,8 +68,17 @@ def _liftable_weights(model) -> dict:
     """Large weights of a Keras 3 model (tf_keras models have no stateless_call: none)."""
     if not hasattr(model, "stateless_call"):
         return {}
-    return {f"{LIFTED_PREFIX}{i}": v for i, v in enumerate(model.variables)
-            if v.dtype == "float32" and math.prod(v.shape) * 4 > LIFT_WEIGHTS_OVER_BYTES}
+    weights = sorted((v for v in model.variables if v.dtype == "float32"),
+                     key=lambda v: -math.prod(v.shape))
+    frozen = sum(math.prod(v.shape) * 4 for v in weights)
+    lifted = []
+    for v in weights:
+        size = math.prod(v.shape) * 4
+        if size <= LIFT_WEIGHTS_OVER_BYTES and frozen <= FROZEN_BUDGET_BYTES:
+            break
+        lifted.append(v)
+        frozen -= size
+    return {f"{LIFTED_PREFIX}{i}": v for i, v in enumerate(lifted)}
 
 
 def _call(model, x, lifted_variables, values):
