@@ -34,7 +34,7 @@ def preprocess_tf(mode, x):
 # Lifted are every weight above LIFT_WEIGHTS_OVER_BYTES (VGG16's 411 MB fc1 took the export of
 # `--layer penultimate` past 24 GiB; lifted, it peaks at 6 GiB), then the largest others until
 # at most FROZEN_BUDGET_BYTES stay frozen (ConvNeXtXLarge, 1.4 GB of 16 MiB and smaller weights,
-# was killed above 24 GiB; within the budget it peaks at 9 GiB). Small and mid-size models keep
+# was killed above 24 GiB; within the budget it peaks at 16 GiB). Small and mid-size models keep
 # their weights frozen, so tf2onnx folds them into the ops. They become ONNX initializers again
 # right after conversion (convert.inline_as_initializers).
 LIFT_WEIGHTS_OVER_BYTES = 16 * 2**20
