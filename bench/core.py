@@ -137,7 +137,13 @@ def summarize(batch, first_s, latencies) -> dict:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process image's peak resident memory (VmHWM). ru_maxrss is the fallback off Linux:
+    on Linux it also counts the parent's memory, carried across the fork and exec."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def machine() -> dict:

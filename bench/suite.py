@@ -120,21 +120,29 @@ def _sample_photos() -> list[Path]:
     return [data / n for n in names] + [sklearn_images / n for n in ("china.jpg", "flower.jpg")]
 
 
-COLD_ONNX = """
-import resource, sys
-from fexport.runtime import FeatureExtractor
-FeatureExtractor(sys.argv[1], device="cpu").extract([sys.argv[2]])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# The peak is VmHWM, this process image's own high-water mark: ru_maxrss would also count the
+# parent's memory, which Linux carries across the fork and exec that start the child.
+PEAK = """
+def peak_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 """
 
-COLD_KERAS = """
-import resource, sys
+COLD_ONNX = PEAK + """
+import sys
+from fexport.runtime import FeatureExtractor
+FeatureExtractor(sys.argv[1], device="cpu").extract([sys.argv[2]])
+print(peak_mib())
+"""
+
+COLD_KERAS = PEAK + """
+import sys
 import keras, numpy as np
 model = keras.saving.load_model(sys.argv[1], compile=False)
 size = model.input_shape[1:3]
 x = keras.utils.img_to_array(keras.utils.load_img(sys.argv[2], target_size=size))[None]
 model.predict(x, verbose=0)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(peak_mib())
 """
 
 
