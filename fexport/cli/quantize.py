@@ -32,7 +32,7 @@ def quantize(
         "--calibration-images", help="Folder of images like the ones you will extract.")],
     output: Output = None,
     samples: Annotated[int, typer.Option(min=1, help="Calibration images to use.")] = 64,
-    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    method: Annotated[str, typer.Option(help="percentile, minmax or entropy.")] = "percentile",
     eval_images: EvalImages = None,
     min_cosine: MinCosine = None,
     overwrite: Replace = False,
@@ -59,7 +59,7 @@ def convert(
     if not eval_images:
         raise UsageError("pass --eval-images DIR: the FP16 model is judged against float32 on "
                          "real images")
-    make_variant(model_file, "fp16", None, output, 0, "minmax", eval_images, min_cosine,
+    make_variant(model_file, "fp16", None, output, 0, "percentile", eval_images, min_cosine,
                  overwrite)
 
 
