@@ -58,7 +58,8 @@ def export(
     fp16: Annotated[bool, typer.Option(
         "--fp16", help="Also write OUTPUT.fp16.onnx (judged on --calibration-images).")] = False,
     calibration_images: Annotated[Optional[str], typer.Option(
-        help="Images for --int8/--fp16: the first 64 calibrate, the rest judge quality.")]
+        help="Images for --int8/--fp16: up to 64 calibrate, the others (at least a third) "
+             "judge quality.")]
     = None,
     overwrite: Overwrite = False,
 ):
