@@ -12,7 +12,7 @@ Output = Annotated[Optional[str], typer.Option(
 EvalImages = Annotated[Optional[str], typer.Option(
     "--eval-images", help="Images to judge quality on, never used for calibration; class "
                           "subfolders add a linear-probe accuracy. Default: the calibration "
-                          "calibration folder's images not used to calibrate (at least a third).")]
+                          "folder's images not used to calibrate (at least a third).")]
 MinCosine = Annotated[Optional[float], typer.Option(
     "--min-cosine", help="Fail below this per-image cosine to float32 (default 0.99).")]
 
