@@ -6,35 +6,15 @@ features: Keras's own preprocess_input, the cut model, the head in numpy. Needs 
 
 from __future__ import annotations
 
-import numpy as np
-
-from fexport.errors import UsageError
-
 from .core import Runner
-
-
-def keras_model_for(contract):
-    """(cut Keras model, preprocess function, head function) for an fexport contract."""
-    from fexport.exporter import heads
-    from fexport.exporter.export import options_from_contract, prepare, reference_for
-
-    if contract.source_kind not in ("registry", "file"):
-        raise UsageError("--compare-keras needs a model exported by fexport: this one has no "
-                         "Keras source in its metadata")
-    options = options_from_contract(contract)
-    prepared = prepare(options)
-    reference = reference_for(prepared, options)
-
-    def head(outputs):
-        parts = [heads.apply_numpy(options.head, np.asarray(o), options.flatten_order)
-                 for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-        return np.concatenate(parts, axis=1)
-    return prepared.cut_model, reference.preprocess, head
 
 
 def keras_runners(contract) -> list[Runner]:
     """Keras `predict` (what most users call) and a direct call `model(x)` (the fast path)."""
-    model, preprocess, head = keras_model_for(contract)
+    from fexport.exporter.export import reference_from_contract
+
+    reference = reference_from_contract(contract)
+    model, preprocess, head = reference.cut_model, reference.preprocess, reference.apply_head
 
     def predict(pixels):
         return head(model.predict(preprocess(pixels.copy()), verbose=0, batch_size=len(pixels)))
@@ -46,5 +26,6 @@ def keras_runners(contract) -> list[Runner]:
 
 def save_keras_model(contract, path) -> None:
     """The cut model as a .keras file, for the cold-start comparison."""
-    model, _, _ = keras_model_for(contract)
-    model.save(path)
+    from fexport.exporter.export import reference_from_contract
+
+    reference_from_contract(contract).cut_model.save(path)

@@ -271,21 +271,26 @@ def options_from_contract(contract, source=None, **overrides) -> ExportOptions:
     return options
 
 
+def reference_from_contract(contract, source=None, unsafe=False) -> verification.Reference:
+    """Keras's side of an exported model, rebuilt from its contract (random weights from the
+    recorded seed): what `verify` and `bench --compare-keras` compare against."""
+    if contract.source_kind not in ("registry", "file"):
+        raise UsageError("this ONNX file was not exported by fexport, so there is no Keras "
+                         "model to compare it with")
+    options = options_from_contract(contract, source, unsafe=unsafe)
+    return reference_for(prepare(options), options)
+
+
 def verify_file(path, source=None, verify_images=(), rtol=None, min_cosine=None,
                 unsafe=False) -> dict:
     """Re-run verification of an exported ONNX file against Keras, rebuilt from its contract."""
-    import onnxruntime as ort
-
     from fexport.runtime.extractor import read_contract
+    from fexport.runtime.session import open_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = open_session(path, "cpu")
     contract = read_contract(session, path)
-    if contract.source_kind not in ("registry", "file"):
-        raise UsageError(f"{path} was not exported by fexport, so there is no Keras model to "
-                         "compare it with")
-    options = options_from_contract(contract, source, unsafe=unsafe)
-    prepared = prepare(options)
     return verification.verify(
-        session, contract, reference_for(prepared, options), list(verify_images),
+        session, contract, reference_from_contract(contract, source, unsafe),
+        list(verify_images),
         verification.DEFAULT_RTOL if rtol is None else rtol,
         verification.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)

@@ -119,8 +119,7 @@ class _CalibrationReader:
         self.all_paths = list(options.calibration_images)[:options.samples]
         self.paths = iter(self.all_paths)
         self.contract = reference.contract
-        spec = self.contract.input
-        self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels)
+        self.load_options = reference.load_options
 
     def get_next(self):
         path = next(self.paths, None)

@@ -92,6 +92,10 @@ class Reference:
     def features(self, pixels: np.ndarray) -> np.ndarray:
         outputs = self.cut_model.predict(self.preprocess(pixels.copy()), verbose=0,
                                          batch_size=IMAGE_BATCH)
+        return self.apply_head(outputs)
+
+    def apply_head(self, outputs) -> np.ndarray:
+        """The head in numpy on the cut model's output(s), joined as the ONNX graph joins them."""
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         parts = [heads.apply_numpy(self.head, np.asarray(o), self.flatten_order)

@@ -66,6 +66,7 @@ def convert(
 def make_variant(model_file, precision, calibration_dir, output, samples, method, eval_dir,
                  min_cosine, overwrite=False) -> None:
     """Build, judge and write one reduced-precision variant; print its report."""
+    from fexport.errors import VerificationError
     from fexport.exporter import quality
     from fexport.exporter import quantize as q
 
@@ -80,10 +81,9 @@ def make_variant(model_file, precision, calibration_dir, output, samples, method
         quality.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
     try:
         report = q.quantize(options)
-    except Exception as exc:
-        if getattr(exc, "report", None):
-            for line in quality.report_lines(exc.report):
-                typer.echo(line)
+    except VerificationError as exc:  # below the threshold: show the numbers, then fail
+        for line in quality.report_lines(exc.report):
+            typer.echo(line)
         raise
     typer.echo(f"wrote {options.output}")
     for line in quality.report_lines(report):
