@@ -85,8 +85,7 @@ class FeatureExtractor:
 
     def stream(self, inputs, batch_size=32, on_error="skip"):
         """Yield a Batch per `batch_size` inputs, decoding ahead in threads; bounded memory."""
-        if on_error not in ("skip", "raise"):
-            raise UsageError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+        check_on_error(on_error)
         decoded = self._decode(_lazy_inputs(inputs), window=2 * batch_size + self.workers)
         while chunk := list(itertools.islice(decoded, batch_size)):
             failures = [(key, str(error)) for key, _, error in chunk if error]
@@ -129,6 +128,14 @@ class FeatureExtractor:
                     yield _settle(*pending.popleft())
             while pending:
                 yield _settle(*pending.popleft())
+
+
+ON_ERROR = ("skip", "raise")
+
+
+def check_on_error(on_error) -> None:
+    if on_error not in ON_ERROR:
+        raise UsageError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
 
 
 def _settle(key, future):

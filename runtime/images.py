@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from fexport.errors import ImageError
+from fexport.errors import ImageError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".jfif")
@@ -62,7 +62,6 @@ class LoadOptions:
 
     def __post_init__(self):
         if self.resample not in RESAMPLING:
-            from fexport.errors import UsageError
             raise UsageError(f"unknown resampling {self.resample!r}; expected one of "
                              f"{', '.join(RESAMPLING)}")
 
@@ -74,6 +73,12 @@ def list_images(folder) -> list[str]:
         dirs.sort()
         found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
     return sorted(found)
+
+
+def nothing_found(inputs) -> UsageError:
+    """The error for inputs that name no image at all."""
+    return UsageError(f"no images found in {', '.join(map(str, inputs))} (looked for "
+                      f"{' '.join(IMAGE_EXTENSIONS)}, recursively)")
 
 
 def expand_inputs(items) -> list:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from fexport.errors import ImageError, OutputError, UsageError
 
 from . import atomic, images, sinks
+from .extractor import check_on_error
 from .store import Record, ShardStore
 
 MODES = ("new", "resume", "overwrite")
@@ -92,8 +93,7 @@ def identity(extractor, keys, batch_size) -> dict:
 def _check_arguments(output, on_error, mode) -> None:
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if on_error not in ("skip", "raise"):
-        raise UsageError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+    check_on_error(on_error)
     sinks.check_output(output)
     atomic.check_writable(output)
 

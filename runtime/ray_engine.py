@@ -34,7 +34,7 @@ import numpy as np
 from fexport.errors import EngineError, FexportError, ImageError, ModelNotFoundError, UsageError
 
 from . import images, parquet_shards, remote, sinks
-from .extractor import FeatureExtractor
+from .extractor import FeatureExtractor, check_on_error
 from .job import Summary as _JobSummary
 
 INSTALL = "pip install 'fexport[ray]'"
@@ -163,15 +163,13 @@ def list_inputs(inputs) -> Inputs:
     for item in map(str, inputs):
         keys += remote.list_images(item) if remote.is_uri(item) else images.expand_inputs(item)
     if not keys:
-        raise UsageError(f"no images found in {', '.join(map(str, inputs))} (looked for "
-                         f"{' '.join(images.IMAGE_EXTENSIONS)}, recursively)")
+        raise images.nothing_found(inputs)
     return Inputs(str(key) for key in keys)
 
 
 def check_arguments(output, on_error, num_workers) -> None:
     """Refuse what no run could do, before anything starts."""
-    if on_error not in ("skip", "raise"):
-        raise UsageError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+    check_on_error(on_error)
     if not str(output).lower().endswith(".parquet"):
         raise UsageError(f"output {output}: --engine ray writes a folder of Parquet shards; "
                          "name it NAME.parquet")

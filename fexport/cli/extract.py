@@ -120,13 +120,11 @@ def _mode(resume, overwrite, on_error, output) -> str:
 
 
 def _listed_inputs(inputs) -> list:
-    from fexport.errors import UsageError
-    from fexport.runtime.images import IMAGE_EXTENSIONS, expand_inputs
+    from fexport.runtime.images import expand_inputs, nothing_found
 
     items = expand_inputs(inputs)
     if not items:
-        raise UsageError(f"no images found in {', '.join(inputs)} (looked for "
-                         f"{' '.join(IMAGE_EXTENSIONS)}, recursively)")
+        raise nothing_found(inputs)
     return items
 
 
