@@ -23,7 +23,7 @@ from pathlib import Path
 from fexport import models
 from fexport.runtime import atomic
 
-from .core import machine
+from .core import machine, peak_rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADS = ("avg", "flatten")
@@ -32,8 +32,6 @@ TIMEOUT_S = 1800  # NASNetLarge's flatten export is the slowest: about 5 minutes
 
 def export_row(name, head, workdir) -> dict:
     """Export one model with one head in this process; the sweep's row."""
-    import resource
-
     from fexport.errors import VerificationError
     from fexport.exporter import ExportOptions, export
 
@@ -52,8 +50,7 @@ def export_row(name, head, workdir) -> dict:
                 "max_rel": max(c["max_rel"] for c in checks),
                 "min_cosine": min(c["min_cosine"] for c in checks), "passed": report["passed"],
                 "onnx_mib": round(output.stat().st_size / 2**20, 1),
-                "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                      / 2**20, 1)})
+                "peak_rss_gib": round(peak_rss_mib() / 1024, 1)})
     return row
 
 
