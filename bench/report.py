@@ -42,7 +42,7 @@ def _latency(data) -> list[str]:
            "GFLOP/s | of matmul | onnxruntime faster by |", "|---|---|---:|---|" + "---:|" * 7]
     for entry in data["models"]:
         for run in entry["runs"]:
-            device = "cuda" if "CUDA" in run["provider"] else "cpu"
+            device = device_of(run)
             for r in run["results"]:
                 if r["runtime"] in (ORT, KERAS_PREDICT, KERAS_CALL):
                     out.append(_latency_row(entry, run, r, device, data))
@@ -74,8 +74,12 @@ def _int8(data) -> list[str]:
     return out
 
 
+def device_of(run) -> str:
+    return "cuda" if "CUDA" in run["provider"] else "cpu"
+
+
 def cpu_run(entry):
-    return next((r for r in entry["runs"] if "CUDA" not in r["provider"]), None)
+    return next((r for r in entry["runs"] if device_of(r) == "cpu"), None)
 
 
 def _folder(data) -> list[str]:
@@ -84,7 +88,7 @@ def _folder(data) -> list[str]:
            "decode + resize alone images/s |", "|---|---|---:|---:|---:|---:|---:|"]
     for entry in data["models"]:
         for run in entry["runs"]:
-            device = "cuda" if "CUDA" in run["provider"] else "cpu"
+            device = device_of(run)
             for batch in sorted({r["batch"] for r in run["results"]}):
                 ort, e2e = row(run, ORT, batch), row(run, "end-to-end", batch)
                 decode = row(run, "decode+resize", batch)
