@@ -1,5 +1,6 @@
 """Shared fixtures: real photos from the scikit-image/scikit-learn wheels, the third-party models
-in ../shared/models, the real CLI in a subprocess, and a few exports reused across tests."""
+in tests/data (see its README), the real CLI in a subprocess, and a few exports reused across
+tests."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = ROOT.parent / "shared" / "models"
-MINI_XCEPTION = SHARED_MODELS / "oarriaga_fer2013_mini_XCEPTION.102-0.66.hdf5"
-RESNET8 = SHARED_MODELS / "mlcommons_tiny_cifar10_pretrainedResnet.h5"
-MNIST_CNN = SHARED_MODELS / "akshatv25_mnist_cnn_keras3.15.keras"
+DATA = ROOT / "tests" / "data"
+MINI_XCEPTION = DATA / "oarriaga_fer2013_mini_XCEPTION.102-0.66.hdf5"
+RESNET8 = DATA / "mlcommons_tiny_cifar10_pretrainedResnet.h5"
+MNIST_CNN = DATA / "akshatv25_mnist_cnn_keras3.15.keras"
+VWW = DATA / "mlcommons_tiny_vww_96.h5"  # a trained MobileNet V1: depthwise, hard to quantize
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "retina.jpg",
           "camera.png", "logo.png")  # RGB, grayscale (camera) and RGBA (logo) photos
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")

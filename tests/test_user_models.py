@@ -1,4 +1,4 @@
-"""Users' own models: the real third-party files in ../shared/models and files the tests save
+"""Users' own models: the real third-party files in tests/data and files the tests save
 with Keras 3 and tf_keras themselves (old Sequential .h5, SavedModel, odd layer names)."""
 
 import numpy as np
