@@ -147,8 +147,7 @@ def peak_rss_mib() -> float:
 
 
 def machine() -> dict:
-    import onnxruntime as ort
-
+    ort = sessions.onnxruntime()
     return {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)), "gpu": _gpu(),
             "python": platform.python_version(), "onnxruntime": ort.__version__,
             "providers": ort.get_available_providers(), **_versions()}

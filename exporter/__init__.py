@@ -6,6 +6,8 @@ Only this package imports TensorFlow, Keras, tf2onnx and onnx.
 import contextlib
 import os
 
+from fexport.extras import require
+
 # TensorFlow's C++ logs (CUDA probing, oneDNN notices) would bury fexport's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -28,7 +30,8 @@ def _native_stderr_silenced():
 
 
 with _native_stderr_silenced():
-    import tensorflow  # noqa: E402,F401
+    require("tensorflow", "exporting a Keras model (export, layers, verify, bench "
+                          "--compare-keras)")
 
 from .export import ExportOptions, ExportResult, export  # noqa: E402
 

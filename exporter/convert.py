@@ -68,12 +68,3 @@ def name_batch_dimension(proto) -> None:
         if dims and dims[0].dim_param:
             dims[0].dim_param = BATCH_DIM
 
-
-def attach_contract(proto, contract) -> None:
-    from fexport.runtime.contract import METADATA_KEY
-
-    for entry in list(proto.metadata_props):
-        if entry.key == METADATA_KEY:
-            proto.metadata_props.remove(entry)
-    proto.metadata_props.add(key=METADATA_KEY, value=contract.to_json())
-    proto.producer_name = "fexport"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fexport import __version__, models
 from fexport.errors import LayerError, UsageError, VerificationError
-from fexport.runtime.contract import Contract, InputSpec
+from fexport.runtime.contract import Contract, InputSpec, write_onnx
 
 from . import convert, cut, graph, heads, load, save
 from . import verify as verification
@@ -68,7 +68,7 @@ def export(options: ExportOptions) -> ExportResult:
     contract.verification = _summary(report)
     written = []
     if options.output:
-        save.save_onnx(proto, contract, options.output)
+        write_onnx(proto, contract, options.output)
         written.append(str(options.output))
     if options.saved_model:
         plain, _ = _feature_function(prepared, contract, options, lift=False)

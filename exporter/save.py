@@ -7,14 +7,7 @@ from pathlib import Path
 
 from fexport.runtime import atomic
 
-from . import convert
-
 SIDECAR = "fexport_contract.json"
-
-
-def save_onnx(proto, contract, path) -> None:
-    convert.attach_contract(proto, contract)
-    atomic.write_bytes(path, proto.SerializeToString())
 
 
 def save_saved_model(function, model, contract, directory) -> None:

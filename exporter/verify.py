@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from fexport.precision.quality import row_cosines
 from fexport.runtime import images
 from fexport.runtime.extractor import to_model_input
 
@@ -124,15 +125,6 @@ def compare(label, expected, actual, rtol, min_cosine) -> Check:
     cosine = float(row_cosines(expected, actual).min()) if diff.size else 1.0
     passed = max_rel <= rtol and cosine >= min_cosine
     return Check(label, expected.shape, actual.shape, max_abs, max_rel, cosine, passed)
-
-
-def row_cosines(a, b) -> np.ndarray:
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    dots = (a * b).sum(axis=1)
-    both_zero = (norms == 0) & (np.abs(a).sum(1) == np.abs(b).sum(1))
-    return np.where(both_zero, 1.0, dots / np.where(norms == 0, 1.0, norms))
 
 
 def verification_inputs(contract, image_paths=(), seed=0):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from fexport.errors import ContractError
 
+from . import atomic
+
 METADATA_KEY = "fexport.contract"
 FORMAT_VERSION = 1
 
@@ -75,6 +77,22 @@ class Contract:
             raise ContractError(
                 f"the model's fexport metadata is not a valid contract ({exc}). Re-export the "
                 "model, or pass the input size yourself to use it as a plain ONNX file.") from exc
+
+
+def attach(proto, contract) -> None:
+    """Put `contract` into an ONNX ModelProto's metadata, replacing an earlier one (plain
+    protobuf access: no onnx import needed)."""
+    for entry in list(proto.metadata_props):
+        if entry.key == METADATA_KEY:
+            proto.metadata_props.remove(entry)
+    proto.metadata_props.add(key=METADATA_KEY, value=contract.to_json())
+    proto.producer_name = "fexport"
+
+
+def write_onnx(proto, contract, path) -> None:
+    """The ONNX file with its contract, written atomically (whole or not at all)."""
+    attach(proto, contract)
+    atomic.write_bytes(path, proto.SerializeToString())
 
 
 def plain_contract(input_name, height, width, channels, layout, dtype, feature_dim, output_name):

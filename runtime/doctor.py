@@ -1,10 +1,17 @@
-"""What this machine's onnxruntime can do, and why CUDA does or does not load."""
+"""What this install can do: the extras present and missing, onnxruntime's build and providers,
+where each CUDA library loaded from (or why it did not), the CPU, and package versions.
+
+Works on a bare install (no extra): that is when a user most needs to be told what is missing.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import importlib.metadata
 import os
+from dataclasses import asdict, dataclass, field
+
+from fexport import extras
 
 CUDA_LIBRARIES = (("CUDA runtime", ("libcudart.so.13", "libcudart.so.12")),
                   ("cuBLAS", ("libcublas.so.13", "libcublas.so.12")),
@@ -13,21 +20,47 @@ PACKAGES = ("fexport", "numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "onn
             "keras", "tf_keras", "tf2onnx", "scikit-learn", "pyarrow", "ray")
 
 
-def report() -> dict:
-    import onnxruntime as ort
+@dataclass
+class ExtraStatus:
+    name: str
+    adds: str
+    missing: list[str]  # its packages that cannot be imported; empty: installed
 
-    return {
-        "onnxruntime": {"version": ort.__version__, "build": ort.get_device(),
-                        "providers": ort.get_available_providers()},
-        "cuda_libraries": _cuda_libraries(ort),
-        "cpu": {"logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
-        "packages": {name: _version(name) for name in PACKAGES},
-    }
+
+@dataclass
+class Report:
+    extras: list[ExtraStatus]
+    onnxruntime: dict | None  # version, build, providers; None without a runtime extra
+    cuda_libraries: dict  # label -> "loads from PATH" or why it does not
+    cpu: dict
+    packages: dict = field(default_factory=dict)  # distribution -> version or None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def report() -> Report:
+    ort = _onnxruntime()
+    return Report(
+        extras=[ExtraStatus(e.name, e.adds, missing) for e, missing in extras.status()],
+        onnxruntime=None if ort is None else {
+            "version": ort.__version__, "build": ort.get_device(),
+            "providers": ort.get_available_providers()},
+        cuda_libraries=_cuda_libraries(ort),
+        cpu={"logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
+        packages={name: _version(name) for name in PACKAGES})
+
+
+def _onnxruntime():
+    try:
+        return extras.require("onnxruntime", "doctor")
+    except extras.MissingDependencyError:
+        return None
 
 
 def _cuda_libraries(ort) -> dict:
-    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21 finds the nvidia-* wheels
-        try:
+    if ort is not None and hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21 finds the
+        try:                                              # nvidia-* wheels of the gpu extra
             ort.preload_dlls()
         except Exception:  # noqa: BLE001 - the per-library checks below say what is missing
             pass
@@ -39,10 +72,20 @@ def _load_first(names) -> str:
     for name in names:
         try:
             ctypes.CDLL(name)
-            return f"loads ({name})"
+            return f"loads from {loaded_from(name) or name}"
         except OSError as exc:
             errors.append(str(exc))
     return "not found: " + "; ".join(errors)
+
+
+def loaded_from(name) -> str | None:
+    """The file this process mapped for the shared library `name` (Linux), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split(None, 5)[-1].strip() for line in maps if "/" in line]
+    except OSError:
+        return None
+    return next((p for p in paths if os.path.basename(p).startswith(name)), None)
 
 
 def _version(name) -> str | None:

@@ -15,7 +15,7 @@ The Dataset keeps its input order, so the shards sorted by name hold the local e
 the same order, and the first failure the driver meets is the first bad input in that order:
 `on_error="raise"` stops there and nothing is kept, like the local engine.
 
-Ray is imported only when a function here runs; without it, EngineError says how to install it.
+Ray is imported only when a function here runs; without it, the error names the extra to install.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from fexport.errors import EngineError, FexportError, ImageError, ModelNotFoundError, UsageError
+from fexport.extras import require
 
 from . import images, parquet_shards, remote, sinks
 from .extractor import FeatureExtractor, check_on_error
 from .job import Summary as _JobSummary
 
-INSTALL = "pip install 'fexport[ray]'"
 _loads = 0  # models opened in this process: one per actor process when the pool works as meant
 
 
@@ -48,14 +48,10 @@ class Summary(_JobSummary):
 
 
 def require_ray():
-    """The ray module; EngineError with the install command when Ray Data is missing."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (the Data library is an extra of its own)
-    except ImportError as exc:
-        raise EngineError(f"--engine ray needs Ray Data, which is not installed ({exc}); "
-                          f"install it with: {INSTALL}") from exc
-    return ray
+    """The ray module, with Ray Data (an extra of Ray's own); MissingDependencyError naming
+    fexport's ray extra when either is missing."""
+    require("ray.data", "--engine ray (Ray Data)")
+    return require("ray", "--engine ray (Ray Data)")
 
 
 @contextlib.contextmanager

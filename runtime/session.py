@@ -11,9 +11,9 @@ import os
 import warnings
 
 import numpy as np
-import onnxruntime as ort
 
 from fexport.errors import DeviceError, FexportError, ModelNotFoundError
+from fexport.extras import require
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -21,22 +21,28 @@ DEVICES = ("auto", "cpu", "cuda")
 _warned_fallback = False
 
 
-def open_session(path, device="auto", threads=None) -> ort.InferenceSession:
+def onnxruntime():
+    """The onnxruntime module, or MissingDependencyError naming the runtime extras."""
+    return require("onnxruntime", "running an ONNX model")
+
+
+def open_session(path, device="auto", threads=None):
     """A session on `device`; raises DeviceError when "cuda" was asked for and did not load."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    ort = onnxruntime()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
     wants_cuda = device == "cuda" or (device == "auto" and CUDA in ort.get_available_providers())
     providers = [CUDA, CPU] if wants_cuda else [CPU]
-    session = _create(path, options, providers)
+    session = _create(ort, path, options, providers)
     if wants_cuda and CUDA not in session.get_providers():
         _cuda_did_not_load(device)
     return session
 
 
-def _create(path, options, providers) -> ort.InferenceSession:
+def _create(ort, path, options, providers):
     _check_model_file(path)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fexport.errors import OutputError, UsageError
+from fexport.extras import require
 
 from . import atomic
 
@@ -213,13 +214,8 @@ def _regroup(chunks, size):
 
 
 def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise UsageError("writing .parquet needs pyarrow: pip install 'fexport[parquet]', or "
-                         "choose .npy, .npz or .csv") from exc
-    return pa, pq
+    purpose = "writing .parquet (.npy, .npz and .csv need nothing more)"
+    return require("pyarrow", purpose), require("pyarrow.parquet", purpose)
 
 
 _WRITERS = {".npy": _npy, ".npz": _npz, ".csv": _csv, ".parquet": _parquet}

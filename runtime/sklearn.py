@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from sklearn.base import BaseEstimator, TransformerMixin
-except ImportError as exc:  # scikit-learn stays optional
-    raise ImportError("fexport.runtime.sklearn needs scikit-learn: pip install "
-                      "'fexport[sklearn]'") from exc
+from fexport.extras import require
 
 from .extractor import FeatureExtractor
 
+# scikit-learn stays optional: without it, importing this module names the extra.
+_base = require("sklearn.base", "fexport.runtime.sklearn")
 
-class ImageFeatures(TransformerMixin, BaseEstimator):
+
+class ImageFeatures(_base.TransformerMixin, _base.BaseEstimator):
     def __init__(self, model_path, device="cpu", batch_size=32, threads=None, input_size=None):
         self.model_path = model_path
         self.device = device

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from conftest import MINI_XCEPTION, error_line, run_cli
 from fexport.exporter import ExportOptions, export
-from fexport.exporter.verify import row_cosines
+from fexport.precision.quality import row_cosines
 from fexport.runtime import FeatureExtractor
 from fexport.runtime.contract import METADATA_KEY
 

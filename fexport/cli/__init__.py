@@ -12,6 +12,7 @@ import sys
 import typer
 
 from fexport.errors import FexportError
+from fexport.extras import missing_message
 
 from . import bench as bench_commands
 from . import export as export_commands
@@ -46,6 +47,10 @@ def main(argv=None) -> None:
         _fail(f"error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except ModuleNotFoundError as exc:  # an optional package imported without `require`
+        if debug or missing_message(exc) is None:
+            raise
+        _fail(f"error: {missing_message(exc)}", 1)
     except Exception as exc:  # the edge of the program: one line, unless debugging
         if debug:
             raise

@@ -114,7 +114,7 @@ def _wanted_variants(output, int8, fp16, calibration_images) -> list[str]:
 
 
 def _variant_paths(output, wanted) -> list[str]:
-    from fexport.exporter.quantize import derived_path
+    from fexport.precision.quantize import derived_path
 
     return [derived_path(output, precision) for precision in wanted]
 

@@ -163,14 +163,12 @@ def info(
     as_json: Json = False,
 ):
     """Print an ONNX file's fexport metadata, inputs and outputs."""
-    import onnxruntime as ort
-
     from fexport.runtime.contract import METADATA_KEY
-    from fexport.runtime.session import open_session
+    from fexport.runtime.session import onnxruntime, open_session
 
     session = open_session(model_file, "cpu")
     meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    data = {"file": model_file, "onnxruntime": ort.__version__,
+    data = {"file": model_file, "onnxruntime": onnxruntime().__version__,
             "inputs": [_io(i) for i in session.get_inputs()],
             "outputs": [_io(o) for o in session.get_outputs()],
             "contract": json.loads(meta) if meta else None}
@@ -192,19 +190,26 @@ def _io(value) -> dict:
 
 
 def doctor(as_json: Json = False):
-    """onnxruntime build and providers, CUDA/cuDNN libraries, CPU cores, package versions."""
+    """Extras installed and missing, onnxruntime's providers, CUDA libraries and where they
+    load from, CPU cores, package versions. Works without any extra."""
+    from fexport.extras import install_command
     from fexport.runtime import doctor as checks
 
-    data = checks.report()
+    found = checks.report()
     if as_json:
-        typer.echo(json.dumps(data, indent=1))
+        typer.echo(json.dumps(found.to_dict(), indent=1))
         return
-    ort = data["onnxruntime"]
-    typer.echo(f"onnxruntime {ort['version']} ({ort['build']} build), providers: "
+    for extra in found.extras:
+        state = "installed" if not extra.missing else \
+            f"missing {', '.join(extra.missing)}: {install_command(extra.name)}"
+        typer.echo(f"extra {extra.name:<9} {state}\n                adds {extra.adds}")
+    ort = found.onnxruntime
+    typer.echo("onnxruntime   not installed" if ort is None else
+               f"onnxruntime   {ort['version']} ({ort['build']} build), providers: "
                f"{', '.join(ort['providers'])}")
-    for label, state in data["cuda_libraries"].items():
+    for label, state in found.cuda_libraries.items():
         typer.echo(f"{label:<13} {state}")
-    typer.echo(f"cpu           {data['cpu']['usable_cores']} usable of "
-               f"{data['cpu']['logical_cores']} logical cores")
-    for name, version in data["packages"].items():
+    typer.echo(f"cpu           {found.cpu['usable_cores']} usable of "
+               f"{found.cpu['logical_cores']} logical cores")
+    for name, version in found.packages.items():
         typer.echo(f"{name:<16} {version or 'not installed'}")

@@ -1,5 +1,6 @@
 """`fexport quantize` (INT8 for CPUs) and `fexport convert --fp16` (for GPUs), each with a quality
-report against the float32 model. Needs fexport[export] (onnx and ONNX Runtime's tools)."""
+report against the float32 model. Needs a runtime extra and fexport[quantize] (onnx and ONNX
+Runtime's tools), never TensorFlow."""
 
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def make_variant(model_file, precision, calibration_dir, output, samples, method
                  min_cosine, overwrite=False) -> None:
     """Build, judge and write one reduced-precision variant; print its report."""
     from fexport.errors import VerificationError
-    from fexport.exporter import quality
-    from fexport.exporter import quantize as q
+    from fexport.precision import quality
+    from fexport.precision import quantize as q
 
     from .export import refuse_existing
 
@@ -91,7 +92,7 @@ def make_variant(model_file, precision, calibration_dir, output, samples, method
 
 
 def _image_sets(calibration_dir, eval_dir, samples):
-    from fexport.exporter.quantize import split_images
+    from fexport.precision.quantize import split_images
     from fexport.runtime.images import list_images
 
     calibration = sorted(list_images(calibration_dir)) if calibration_dir else []

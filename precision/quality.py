@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .verify import row_cosines
+from fexport.extras import require
 
 # Min per-image cosine to FP32. Measured on real photos (32 calibration images, 32 others):
 # INT8 VGG16 and ResNet50 (random weights) 0.998, the pretrained mini-Xception 0.991 with
@@ -37,6 +37,16 @@ def evaluate(reference, candidate, paths, labels=None, min_cosine=DEFAULT_MIN_CO
     return report
 
 
+def row_cosines(a, b) -> np.ndarray:
+    """Cosine similarity of each row of `a` with the same row of `b`; two zero rows agree."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = (a * b).sum(axis=1)
+    both_zero = (norms == 0) & (np.abs(a).sum(1) == np.abs(b).sum(1))
+    return np.where(both_zero, 1.0, dots / np.where(norms == 0, 1.0, norms))
+
+
 def _max_rel(expected, actual) -> float:
     scale = max(float(np.abs(expected).max()), 1e-30)
     return float(np.abs(expected.astype(np.float64) - actual).max() / scale)
@@ -58,14 +68,15 @@ def neighbour_overlap(expected, actual, k=NEIGHBOURS) -> float:
 
 def probe_accuracy(features, labels, folds=3) -> float:
     """Cross-validated accuracy of a logistic regression on standardized features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    purpose = "the linear-probe accuracy (evaluation images in class folders)"
+    linear_model = require("sklearn.linear_model", purpose)
+    model_selection = require("sklearn.model_selection", purpose)
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    splits = StratifiedKFold(folds, shuffle=True, random_state=0)
-    return float(cross_val_score(probe, features, labels, cv=splits).mean())
+    probe = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=2000))
+    splits = model_selection.StratifiedKFold(folds, shuffle=True, random_state=0)
+    return float(model_selection.cross_val_score(probe, features, labels, cv=splits).mean())
 
 
 def report_lines(report) -> list[str]:

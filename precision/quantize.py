@@ -2,7 +2,7 @@
 
 Both start from an fexport FP32 file and keep its contract (same input, same features), adding
 `precision` and the quality report measured against the FP32 model on images that were not used
-for calibration (exporter/quality.py). ONNX Runtime's own quantization tools do the work:
+for calibration (precision/quality.py). ONNX Runtime's own quantization tools do the work:
 `quant_pre_process` (shape inference and graph optimization it recommends before quantizing),
 then `quantize_static` with per-channel INT8 weights and calibrated UINT8 activations.
 """
@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fexport.errors import UsageError, VerificationError
+from fexport.extras import require
 from fexport.runtime import images
+from fexport.runtime.contract import write_onnx
 from fexport.runtime.extractor import FeatureExtractor, to_model_input
 
-from . import quality, save
+from . import quality
 
 METHODS = ("minmax", "entropy", "percentile")
 PRECISIONS = ("int8", "fp16")
@@ -88,8 +90,9 @@ def _convert(options, reference, candidate, workdir) -> None:
 
 
 def _int8(options, reference, candidate, workdir) -> None:
-    from onnxruntime import quantization as q
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    q = require("onnxruntime.quantization", "INT8 quantization")
+    quant_pre_process = require("onnxruntime.quantization.shape_inference",
+                                "INT8 quantization").quant_pre_process
 
     prepared = Path(workdir) / "prepared.onnx"
     quant_pre_process(str(options.model), str(prepared))
@@ -104,10 +107,9 @@ def _int8(options, reference, candidate, workdir) -> None:
 
 def _fp16(model, candidate) -> None:
     """FP16 weights and activations inside; float32 inputs and outputs, as the contract says."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    proto = convert_float_to_float16(onnx.load(str(model)), keep_io_types=True)
+    onnx = require("onnx", "FP16 conversion")
+    float16 = require("onnxruntime.transformers.float16", "FP16 conversion")
+    proto = float16.convert_float_to_float16(onnx.load(str(model)), keep_io_types=True)
     onnx.save(proto, str(candidate))
 
 
@@ -143,12 +145,10 @@ def _method_label(options) -> str:
 
 
 def _save(candidate, contract, report, output) -> None:
-    import onnx
-
-    proto = onnx.load(str(candidate))
+    proto = require("onnx", "writing a reduced-precision variant").load(str(candidate))
     contract.precision = report["precision"]
     contract.quantization = report
-    save.save_onnx(proto, contract, output)
+    write_onnx(proto, contract, output)
 
 
 def derived_path(fp32_path, precision) -> str:

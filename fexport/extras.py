@@ -1,0 +1,117 @@
+"""Optional dependencies: which extra brings each one, and the one way a missing one is reported.
+
+`pip install fexport` alone gives the CLI's help, `models` and `doctor`. Everything else needs an
+extra, and a missing one is always told the same way: one line naming the command that installs
+it. Code that needs an optional package calls `require` instead of importing it directly; the
+CLI's edge turns any other ModuleNotFoundError for these packages into the same message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+
+from fexport.errors import FexportError
+
+
+@dataclass(frozen=True)
+class Extra:
+    name: str
+    adds: str  # what the extra makes possible, in the words of the commands
+    modules: tuple[str, ...]  # import names that tell whether it is installed
+    distribution: str | None = None  # checked instead, where the import name is ambiguous
+
+
+EXTRAS = (
+    Extra("cpu", "extract, info, bench, quantize on CPUs (ONNX Runtime)", ("onnxruntime",)),
+    # onnxruntime-gpu is imported as onnxruntime too: only its distribution tells them apart.
+    Extra("gpu", "the same on NVIDIA GPUs (onnxruntime-gpu with its CUDA and cuDNN wheels); "
+                 "never beside cpu", (), "onnxruntime-gpu"),
+    Extra("export", "export, layers, verify, bench --compare-keras (TensorFlow, Keras, tf2onnx)",
+          ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx")),
+    Extra("quantize", "quantize (INT8) and convert --fp16 without TensorFlow (onnx, sympy)",
+          ("onnx", "sympy")),
+    Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
+    Extra("sklearn", "fexport.runtime.sklearn.ImageFeatures and the linear-probe accuracy "
+                     "(scikit-learn)", ("sklearn",)),
+    Extra("ray", "extract --engine ray (Ray Data)", ("ray",)),
+)
+# The smallest extra that brings each package (onnxruntime's message names cpu and gpu both).
+PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
+               "tf_keras": "export", "tf2onnx": "export", "onnx": "quantize",
+               "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray"}
+
+
+class MissingDependencyError(FexportError, ImportError):
+    """An optional package that this feature needs is not installed."""
+
+    def __init__(self, module, purpose, extra):
+        self.module, self.extra = module, extra
+        super().__init__(f"{purpose} needs {module}, which is not installed: "
+                         f"{install_command(extra)}")
+
+
+def install_command(extra) -> str:
+    if extra == "cpu":  # what onnxruntime's absence asks for: the user picks the runtime
+        return ('pip install "fexport[cpu]" (or "fexport[gpu]" on a machine with an NVIDIA '
+                'GPU; never both)')
+    return f'pip install "fexport[{extra}]"'
+
+
+def require(module, purpose):
+    """Import and return `module`, or raise MissingDependencyError naming the extra to install.
+
+    `purpose` says what needs it, for the message: "fexport export", "INT8 quantization".
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = _missing_package(exc, module)
+        if missing is None:
+            raise  # the package is there but broken: its own error says more
+        raise MissingDependencyError(missing, purpose, PROVIDED_BY[missing]) from exc
+
+
+def _missing_package(exc, module) -> str | None:
+    """The optional package whose absence `exc` reports, or None for another failure."""
+    name = (getattr(exc, "name", None) or module).split(".")[0]
+    return name if name in PROVIDED_BY else None
+
+
+def missing_message(exc) -> str | None:
+    """For the CLI's edge: the install line for a ModuleNotFoundError of a known package."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name not in PROVIDED_BY:
+        return None
+    return (f"this command needs {name}, which is not installed: "
+            f"{install_command(PROVIDED_BY[name])}")
+
+
+def installed(module) -> bool:
+    """Whether `module` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def status() -> list[tuple[Extra, list[str]]]:
+    """Each extra with the packages of it that are missing (an empty list: installed)."""
+    return [(extra, _missing_of(extra)) for extra in EXTRAS]
+
+
+def _missing_of(extra) -> list[str]:
+    missing = [m for m in extra.modules if not installed(m)]
+    if extra.distribution and not _distribution_installed(extra.distribution):
+        missing.append(extra.distribution)
+    return missing
+
+
+def _distribution_installed(name) -> bool:
+    try:
+        importlib.metadata.version(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
