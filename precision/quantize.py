@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from fexport.runtime import images
 from fexport.runtime.contract import write_onnx
 from fexport.runtime.extractor import FeatureExtractor, to_model_input
 
-from . import quality
+from . import imagesets, quality
 
 METHODS = ("minmax", "entropy", "percentile")
 PRECISIONS = ("int8", "fp16")
@@ -67,13 +66,10 @@ def _check(options) -> None:
         raise UsageError(f"precision {options.precision!r}: expected one of {PRECISIONS}")
     if options.method not in METHODS:
         raise UsageError(f"--method {options.method!r}: expected one of {', '.join(METHODS)}")
-    if options.precision == "int8" and not options.calibration_images:
-        raise UsageError("INT8 needs calibration images: pass --calibration-images DIR (a few "
-                         "dozen images like the ones you will extract features from)")
-    if len(options.evaluation_images) < quality.MIN_EVALUATION_IMAGES:
-        raise UsageError(f"{len(options.evaluation_images)} evaluation images: the quality "
-                         f"report needs at least {quality.MIN_EVALUATION_IMAGES} images that "
-                         "were not used for calibration (--eval-images DIR)")
+    calibrating = len(options.calibration_images[:options.samples])
+    imagesets.check_counts(calibrating, len(options.evaluation_images), options.precision,
+                           f"{calibrating} calibration and {len(options.evaluation_images)} "
+                           "evaluation images given")
     overlap = set(map(str, options.calibration_images[:options.samples])) & set(
         map(str, options.evaluation_images))
     if overlap:
@@ -155,19 +151,6 @@ def derived_path(fp32_path, precision) -> str:
     """`vgg16.onnx` -> `vgg16.int8.onnx`."""
     path = Path(fp32_path)
     return str(path.with_name(f"{path.stem}.{precision}{path.suffix}"))
-
-
-def split_images(paths, samples) -> tuple[list, list]:
-    """Calibration and evaluation images from one folder, in a fixed shuffled order (a folder
-    sorted by class must not calibrate on one class and judge on another): `samples` calibrate
-    and the rest judge, keeping at least a third (and MIN_EVALUATION_IMAGES) to judge."""
-    paths = sorted(map(str, paths))
-    random.Random(0).shuffle(paths)
-    judged = len(paths) - samples
-    if judged < quality.MIN_EVALUATION_IMAGES:
-        judged = max(quality.MIN_EVALUATION_IMAGES, len(paths) // 3)
-    cut = max(len(paths) - judged, 0)
-    return paths[:cut], paths[cut:]
 
 
 def label_of(path) -> str:

@@ -12,7 +12,7 @@ import typer
 
 from fexport.runtime.images import list_images
 
-from .options import InputSize, Json, Overwrite, Unsafe, Weights
+from .options import SPLIT_RULE, InputSize, Json, Overwrite, Unsafe, Weights
 
 
 def register(app: typer.Typer) -> None:
@@ -58,8 +58,7 @@ def export(
     fp16: Annotated[bool, typer.Option(
         "--fp16", help="Also write OUTPUT.fp16.onnx (judged on --calibration-images).")] = False,
     calibration_images: Annotated[Optional[str], typer.Option(
-        help="Images for --int8/--fp16: up to 64 calibrate, the others (at least a third) "
-             "judge quality.")]
+        help="Images for --int8/--fp16 (64 at most calibrate). " + SPLIT_RULE)]
     = None,
     overwrite: Overwrite = False,
 ):

@@ -16,6 +16,10 @@ Weights = Annotated[str, typer.Option(
     "--weights", help="Registry models: imagenet (download), none (random init) or a file.")]
 Unsafe = Annotated[bool, typer.Option(
     "--unsafe", help="Allow Lambda layers (runs the model file's Python code).")]
+# How one folder is split into calibration and evaluation images (fexport.precision.imagesets).
+SPLIT_RULE = ("Without --eval-images the folder is split: shuffled with a fixed seed, a third "
+              "(at least 7) judge quality, up to --samples of the rest calibrate (INT8), any "
+              "others judge too.")
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace existing outputs (and discard an interrupted run's store).")]

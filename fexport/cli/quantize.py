@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from .options import SPLIT_RULE
+
 Output = Annotated[Optional[str], typer.Option(
     "-o", "--output", help="Output ONNX file (default: MODEL.int8.onnx / MODEL.fp16.onnx).")]
 EvalImages = Annotated[Optional[str], typer.Option(
     "--eval-images", help="Images to judge quality on, never used for calibration; class "
-                          "subfolders add a linear-probe accuracy. Default: the calibration "
-                          "folder's images not used to calibrate (at least a third).")]
+                          "subfolders add a linear-probe accuracy. Default: part of the "
+                          "calibration folder (see --calibration-images).")]
 MinCosine = Annotated[Optional[float], typer.Option(
     "--min-cosine", help="Fail below this per-image cosine to float32 (default 0.99).")]
 
@@ -30,7 +32,8 @@ def register(app: typer.Typer) -> None:
 def quantize(
     model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
     calibration_images: Annotated[str, typer.Option(
-        "--calibration-images", help="Folder of images like the ones you will extract.")],
+        "--calibration-images", help="Folder of images like the ones you will extract. "
+                                     + SPLIT_RULE)],
     output: Output = None,
     samples: Annotated[int, typer.Option(min=1, help="Calibration images to use.")] = 64,
     method: Annotated[str, typer.Option(help="percentile, minmax or entropy.")] = "percentile",
@@ -75,10 +78,11 @@ def make_variant(model_file, precision, calibration_dir, output, samples, method
 
     output = output or q.derived_path(model_file, precision)
     refuse_existing([output], overwrite)
-    calibration, evaluation = _image_sets(calibration_dir, eval_dir, samples)
+    sets = _image_sets(calibration_dir, eval_dir, samples, precision)
+    typer.echo(sets.summary())
     options = q.QuantizeOptions(
-        model_file, output, precision, calibration,
-        samples, method, evaluation, q.labels_for(evaluation),
+        model_file, output, precision, sets.calibration,
+        samples, method, sets.evaluation, q.labels_for(sets.evaluation),
         quality.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
     try:
         report = q.quantize(options)
@@ -91,11 +95,7 @@ def make_variant(model_file, precision, calibration_dir, output, samples, method
         typer.echo(line)
 
 
-def _image_sets(calibration_dir, eval_dir, samples):
-    from fexport.precision.quantize import split_images
-    from fexport.runtime.images import list_images
+def _image_sets(calibration_dir, eval_dir, samples, precision):
+    from fexport.precision import imagesets
 
-    calibration = sorted(list_images(calibration_dir)) if calibration_dir else []
-    if eval_dir:
-        return calibration[:samples], sorted(list_images(eval_dir))
-    return split_images(calibration, samples)
+    return imagesets.from_folders(calibration_dir, eval_dir, samples, precision)
