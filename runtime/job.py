@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from fexport.errors import ImageError, OutputError, UsageError
 
-from . import atomic, images, sinks
+from . import atomic, images, lock, sinks
 from .extractor import check_on_error
 from .store import Record, ShardStore
 
@@ -46,9 +46,16 @@ def extract_to_file(extractor, inputs, output, batch_size=32, on_error="skip", m
     """Features of `inputs` into `output` (.npy/.npz/.csv/.parquet), row i for the i-th good input.
 
     `on_batch(count)` is called after each committed batch with the inputs it covered (and
-    once at the start with the inputs an interrupted run had already done).
+    once at the start with the inputs an interrupted run had already done). One process at a
+    time writes `output`: another one's run raises OutputError at once (runtime/lock.py).
     """
     _check_arguments(output, on_error, mode)
+    with lock.exclusive(output):
+        return _run(extractor, inputs, output, (batch_size, on_error, mode), on_batch)
+
+
+def _run(extractor, inputs, output, options, on_batch) -> Summary:
+    batch_size, on_error, mode = options
     items = images.split_batch_arrays(images.expand_inputs(inputs))
     keys = [images.describe(item) for item in items]
     store = ShardStore(output)

@@ -34,7 +34,7 @@ import numpy as np
 from fexport.errors import EngineError, FexportError, ImageError, ModelNotFoundError, UsageError
 from fexport.extras import require
 
-from . import images, parquet_shards, remote, sinks
+from . import images, lock, parquet_shards, remote, sinks
 from .extractor import FeatureExtractor, check_on_error
 from .job import Summary as _JobSummary
 
@@ -131,7 +131,7 @@ def extract_to_parquet(model, inputs, output, *, batch_size=32, on_error="skip",
     keys = inputs if isinstance(inputs, Inputs) else list_inputs(inputs)
     data, width = _checked_model(model, options)
     pool = _Pool(num_workers, num_gpus_per_worker, options)
-    with parquet_shards.staged(output, overwrite) as folder:
+    with _output_lock(output), parquet_shards.staged(output, overwrite) as folder:
         features = _features(ray, _dataset(ray, keys), data, batch_size, pool)
         # Writers reserve no CPU (the actors hold them all) and are as many as the actors:
         # unbounded zero-CPU tasks would each start a new worker process.
@@ -144,6 +144,11 @@ def extract_to_parquet(model, inputs, output, *, batch_size=32, on_error="skip",
     summary.total, summary.row_shape = len(keys), (width,)
     summary.written = [output] + parquet_shards.write_failures(output, summary.failures)
     return summary
+
+
+def _output_lock(output):
+    """A local output folder gets the local engine's lock; a URI's store has no flock."""
+    return contextlib.nullcontext() if remote.is_uri(output) else lock.exclusive(output)
 
 
 class Inputs(list):

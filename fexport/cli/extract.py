@@ -48,7 +48,7 @@ def extract(
 ):
     """Extract features from images into one file, row i for image i; crash-safe, resumable.
     With --engine ray, into a folder of Parquet shards, on a Ray cluster."""
-    from fexport.runtime import FeatureExtractor, job
+    from fexport.runtime import FeatureExtractor, job, lock
 
     options = dict(device=device, threads=threads, input_size=input_size, resample=resample,
                    keep_aspect=keep_aspect, exif=exif, workers=workers)
@@ -58,12 +58,13 @@ def extract(
                                address, pool, options)
     mode = _mode(resume, overwrite, on_error, output)
     items = _listed_inputs(inputs)
-    extractor = FeatureExtractor(model_file, **options)
-    progress = _Progress(len(items))
-    summary = job.extract_to_file(extractor, items, output, batch_size,
-                                  "skip" if on_error == "skip" else "raise", mode,
-                                  on_batch=progress.update)
-    progress.close()
+    with lock.exclusive(output):  # before the model loads: a second run refuses at once
+        extractor = FeatureExtractor(model_file, **options)
+        progress = _Progress(len(items))
+        summary = job.extract_to_file(extractor, items, output, batch_size,
+                                      "skip" if on_error == "skip" else "raise", mode,
+                                      on_batch=progress.update)
+        progress.close()
     _finish(summary, extractor.device)
 
 
