@@ -1,10 +1,12 @@
 """`fexport extract`, `info` and `doctor` through the real CLI: formats, bad files, exit codes."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import error_line, run_cli
+from conftest import ROOT, error_line, run_cli
 from readback import read_features
 
 
@@ -88,4 +90,29 @@ def test_info_and_doctor(resnet8_onnx):
     assert "input   images: tensor(float) ['batch', 32, 32, 3]" in info
     assert '"activation_6"' in info
     doctor = run_cli("doctor").stdout
-    assert "CPUExecutionProvider" in doctor and "cuDNN" in doctor and "usable of" in doctor
+    assert "CPUExecutionProvider" in doctor and "usable of" in doctor
+    assert "extra cpu       installed" in doctor and "extra export    installed" in doctor
+    cuda = [line for line in doctor.splitlines() if line.startswith(("CUDA runtime", "cuBLAS",
+                                                                      "cuDNN"))]
+    assert len(cuda) == 3  # each says where it loaded from, or why it did not
+    assert all(" loads from /" in line or " not found: " in line for line in cuda), cuda
+
+
+def test_doctor_names_the_file_a_library_loaded_from():
+    import ctypes
+
+    from fexport.runtime.doctor import loaded_from
+
+    ctypes.CDLL("libm.so.6")
+    path = loaded_from("libm.so.6")
+    assert path and os.path.isabs(path) and os.path.exists(path)
+    assert loaded_from("libdoes-not-exist.so") is None
+
+
+def test_the_gpu_extra_brings_cuda_and_cudnn_as_wheels():
+    """A fresh GPU machine needs no system CUDA: the extra asks for onnxruntime-gpu's own."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (gpu,) = project["optional-dependencies"]["gpu"]
+    assert gpu.startswith("onnxruntime-gpu[cuda,cudnn]")
