@@ -14,13 +14,13 @@ def keras_runners(contract) -> list[Runner]:
     from fexport.exporter.export import reference_from_contract
 
     reference = reference_from_contract(contract)
-    model, preprocess, head = reference.cut_model, reference.preprocess, reference.apply_head
+    model, prepare, head = reference.cut_model, reference.network_input, reference.apply_head
 
     def predict(pixels):
-        return head(model.predict(preprocess(pixels.copy()), verbose=0, batch_size=len(pixels)))
+        return head(model.predict(prepare(pixels), verbose=0, batch_size=len(pixels)))
 
     def direct(pixels):
-        return head(model(preprocess(pixels.copy()), training=False))
+        return head(model(prepare(pixels), training=False))
     return [Runner("keras.predict", predict), Runner("keras.__call__", direct)]
 
 

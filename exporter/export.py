@@ -9,7 +9,7 @@ from fexport import __version__, models
 from fexport.errors import LayerError, UsageError, VerificationError
 from fexport.runtime.contract import Contract, InputSpec, write_onnx
 
-from . import convert, cut, graph, heads, load, save
+from . import convert, cut, graph, heads, layouts, load, save
 from . import verify as verification
 
 RECOMMENDED = "recommended"
@@ -17,17 +17,17 @@ RECOMMENDED = "recommended"
 
 @dataclass
 class ExportOptions:
-    source: str  # registry name or model path
+    source: object  # registry name, model path, or a live keras.Model
     layers: list = field(default_factory=lambda: [RECOMMENDED])
     head: str = "flatten"
     weights: str = "imagenet"
     input_size: tuple[int, int] | None = None
-    layout: str = "nhwc"
+    layout: str | None = None  # the ONNX input's layout; None: the model's own
     input_dtype: str = "float32"
     batch: int | None = None
     preprocess: str | None = None  # None: the registry's mode, or "none" for a file
     bake_preprocessing: bool = True
-    flatten_order: str = "nhwc"
+    flatten_order: str | None = None  # None: the cut layer's own (Keras's reshape order)
     output: str | None = None
     saved_model: str | None = None
     opset: int = convert.DEFAULT_OPSET
@@ -43,7 +43,27 @@ class ExportOptions:
 class ExportResult:
     contract: Contract
     written: list[str]
-    report: dict | None
+    report: dict | None  # the verification report (None with verify=False)
+
+    def summary(self) -> str:
+        c = self.contract
+        return (f"exported {c.source} [{', '.join(c.layers)}] + {c.head} -> "
+                f"{', '.join(self.written)}: input {c.input.shape('N')} {c.input.dtype}, "
+                f"features (N, {c.feature_dim})")
+
+    def __repr__(self) -> str:
+        if self.report is None:
+            return f"<{self.summary()}; not verified>"
+        v = self.contract.verification
+        state = "passed" if v["passed"] else "FAILED"
+        return (f"<{self.summary()}; verification {state}: {v['checks']} checks, max rel "
+                f"{v['max_rel']:.2g}, min cosine {v['min_cosine']:.7f}>")
+
+    def to_dict(self) -> dict:
+        import json
+
+        return {"written": list(self.written), "contract": json.loads(self.contract.to_json()),
+                "verification": self.report}
 
 
 @dataclass
@@ -56,6 +76,8 @@ class Prepared:
     input_spec: InputSpec
     mode: str
     spec: object  # the registry ModelSpec, or None for a file
+    layout: layouts.ModelLayout  # how the Keras model takes its images and holds its outputs
+    flatten_order: str  # options.flatten_order, or the cut layer's own
 
 
 def export(options: ExportOptions) -> ExportResult:
@@ -81,8 +103,9 @@ def export(options: ExportOptions) -> ExportResult:
 
 def _feature_function(prepared, contract, options, lift):
     mode = prepared.mode if options.bake_preprocessing else "none"
-    return graph.feature_function(prepared.cut_model, contract.input, mode, options.head,
-                                  options.flatten_order, contract.output_name, lift)
+    return graph.feature_function(prepared.cut_model, contract.input, prepared.layout, mode,
+                                  options.head, prepared.flatten_order, contract.output_name,
+                                  lift)
 
 
 def _check_options(options):
@@ -90,10 +113,10 @@ def _check_options(options):
         raise UsageError("nothing to write: pass -o FILE.onnx and/or --saved-model DIR")
     if options.output and not str(options.output).endswith(".onnx"):
         raise UsageError(f"-o {options.output}: the ONNX output must end in .onnx")
-    choices = {"layout": ("nhwc", "nchw"), "input_dtype": ("float32", "uint8"),
+    choices = {"layout": layouts.LAYOUTS, "input_dtype": ("float32", "uint8"),
                "flatten_order": heads.FLATTEN_ORDERS, "head": heads.HEADS}
     for name, allowed in choices.items():
-        if getattr(options, name) not in allowed:
+        if getattr(options, name) not in (*allowed, None):
             raise UsageError(f"--{name.replace('_', '-')} {getattr(options, name)!r}: expected "
                              f"one of {', '.join(allowed)}")
     if options.head == "none" and len(options.layers) > 1:
@@ -108,17 +131,20 @@ def prepare(options) -> Prepared:
     layers = [_resolve(model, spec, s) for s in selectors]
     names = [layer.name for layer in layers]
     cut.make_names_scope_safe(model)
-    input_spec = _input_spec(model, options)
-    cut_model = fix_input_size(cut.cut(model, layers), input_spec)
+    layout = layouts.of_model(model)
+    input_spec = _input_spec(model, layout, options)
+    cut_model = fix_input_size(cut.cut(model, layers), input_spec, layout)
     mode = options.preprocess or (spec.preprocessing if spec else "none")
     models.preprocessing.check_mode(mode, input_spec.channels)
-    for layer, shape in zip(layers, _output_shapes(cut_model)):
+    for layer, shape in zip(layers, output_shapes(cut_model, layout)):
         heads.check(options.head, shape, layer.name)
-    return Prepared(cut_model, source, names, input_spec, mode, spec)
+    return Prepared(cut_model, source, names, input_spec, mode, spec, layout,
+                    options.flatten_order or layout.flatten_order())
 
 
 def _load(options, selectors):
-    spec = None if Path(options.source).exists() else models.get(options.source)
+    spec = None if load.is_live_model(options.source) or Path(options.source).exists() \
+        else models.get(options.source)
     top = bool(spec) and cut.needs_top(spec, selectors)
     model, source = load.load(options.source, options.weights, top, options.input_size,
                               options.seed, options.unsafe)
@@ -144,9 +170,13 @@ def _resolve(model, spec, selector):
     return cut.penultimate(model)
 
 
-def _input_spec(model, options) -> InputSpec:
-    shape = _single_input_shape(model)
-    height, width, channels = shape[1:4]
+def _input_spec(model, layout, options) -> InputSpec:
+    shape = layouts.single_input_shape(model)
+    height, width, channels = layouts.image_size(shape, layout.input)
+    onnx_layout = options.layout or layout.input
+    if onnx_layout == "nhw" and channels != 1:
+        raise UsageError(f"--layout nhw is for grayscale models; this one takes {channels} "
+                         "channels: use nhwc or nchw")
     if options.input_size:
         fixed = (height, width)
         if None not in fixed and tuple(options.input_size) != fixed:
@@ -156,40 +186,37 @@ def _input_spec(model, options) -> InputSpec:
     if height is None or width is None:
         raise LayerError(f"the model's input is {heads.format_shape(shape)} with unknown "
                          "height/width; pass --input-size H W")
-    return InputSpec("images", int(height), int(width), int(channels), options.layout,
+    return InputSpec("images", int(height), int(width), int(channels), onnx_layout,
                      options.input_dtype, options.batch)
 
 
-def _single_input_shape(model):
-    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
-    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] not in (1, 3):
-        raise UsageError(f"fexport exports image models with one (N, H, W, 1|3) input; this "
-                         f"model's inputs are {shapes}")
-    return tuple(shapes[0])
-
-
-def fix_input_size(cut_model, spec: InputSpec):
+def fix_input_size(cut_model, spec: InputSpec, layout: layouts.ModelLayout):
     """Re-apply a model with unknown height/width to a fixed-size input, so shapes are known."""
-    if tuple(cut_model.inputs[0].shape)[1:3] == (spec.height, spec.width):
+    wanted = layouts.input_shape(spec.height, spec.width, spec.channels, layout.input)
+    if tuple(cut_model.inputs[0].shape)[1:] == wanted:
         return cut_model
     keras_module = cut.keras_module(cut_model)
-    fixed = keras_module.Input(shape=(spec.height, spec.width, spec.channels))
+    fixed = keras_module.Input(shape=wanted)
     return keras_module.Model(fixed, cut_model(fixed), name=f"{cut_model.name}_fixed")
 
 
-def _output_shapes(cut_model):
+def output_shapes(cut_model, layout):
+    """The cut model's output shapes, 4-D ones as channels-last (as the heads see them)."""
     shapes = cut_model.output_shape
-    return shapes if isinstance(shapes, list) else [shapes]
+    shapes = shapes if isinstance(shapes, list) else [shapes]
+    return [layouts.shape_to_channels_last(s, layout) for s in shapes]
 
 
 def make_contract(prepared: Prepared, options) -> Contract:
-    dims = [heads.feature_dim(options.head, s) for s in _output_shapes(prepared.cut_model)]
+    dims = [heads.feature_dim(options.head, s)
+            for s in output_shapes(prepared.cut_model, prepared.layout)]
     source = prepared.source
     return Contract(
-        source=source.name, source_kind=source.kind, weights=source.weights,
+        source=source.name, source_kind=source.kind, source_class=source.model_class,
+        weights=source.weights,
         layers=prepared.layer_names, head=options.head, input=prepared.input_spec,
         preprocessing=prepared.mode, preprocessing_baked=options.bake_preprocessing,
-        feature_dim=sum(dims), flatten_order=options.flatten_order, seed=source.seed,
+        feature_dim=sum(dims), flatten_order=prepared.flatten_order, seed=source.seed,
         include_top=source.include_top, versions=_versions(source, options.opset))
 
 
@@ -211,7 +238,7 @@ def _versions(source, opset) -> dict:
 def reference_for(prepared: Prepared, options) -> verification.Reference:
     preprocess = verification.keras_preprocess(prepared.mode, prepared.spec)
     return verification.Reference(prepared.cut_model, preprocess, options.head,
-                                  options.flatten_order)
+                                  prepared.flatten_order, prepared.layout)
 
 
 def _verify(proto, contract, prepared, options) -> dict:
@@ -274,7 +301,11 @@ def options_from_contract(contract, source=None, **overrides) -> ExportOptions:
 def reference_from_contract(contract, source=None, unsafe=False) -> verification.Reference:
     """Keras's side of an exported model, rebuilt from its contract (random weights from the
     recorded seed): what `verify` and `bench --compare-keras` compare against."""
-    if contract.source_kind not in ("registry", "file"):
+    if contract.source_kind == "memory" and source is None:
+        raise UsageError(f"this file was exported from an in-memory {contract.source_class} "
+                         f"{contract.source!r}, which fexport cannot rebuild: save the model "
+                         "(model.save('m.keras')) and pass --source m.keras")
+    if contract.source_kind not in ("registry", "file", "memory"):
         raise UsageError("this ONNX file was not exported by fexport, so there is no Keras "
                          "model to compare it with")
     options = options_from_contract(contract, source, unsafe=unsafe)

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from fexport.models import preprocessing as pp
 
-from . import heads
+from . import heads, layouts
 
 
 def preprocess_tf(mode, x):
@@ -42,8 +42,12 @@ FROZEN_BUDGET_BYTES = 384 * 2**20
 LIFTED_PREFIX = "fexport_weight_"
 
 
-def feature_function(cut_model, spec, mode, head, flatten_order, output_name, lift=False):
-    """(tf.function over `spec`'s input returning the features, {input name: lifted weight})."""
+def feature_function(cut_model, spec, layout, mode, head, flatten_order, output_name,
+                     lift=False):
+    """(tf.function over `spec`'s input returning the features, {input name: lifted weight}).
+
+    `layout` (exporter/layouts.py) says how the Keras model takes its images and holds its
+    outputs; the ONNX input is in `spec.layout`, which may differ."""
     dtype = tf.uint8 if spec.dtype == "uint8" else tf.float32
     lifted = _liftable_weights(cut_model) if lift else {}
     signature = [tf.TensorSpec(spec.shape(spec.batch), dtype, name=spec.name)]
@@ -51,13 +55,13 @@ def feature_function(cut_model, spec, mode, head, flatten_order, output_name, li
 
     @tf.function(input_signature=signature)
     def features(images, *weights):
-        x = tf.cast(images, tf.float32)
-        if spec.layout == "nchw":
-            x = tf.transpose(x, [0, 2, 3, 1])
-        outputs = _call(cut_model, preprocess_tf(mode, x), list(lifted.values()), weights)
+        x = layouts.to_nhwc(tf.cast(images, tf.float32), spec.layout, tf)
+        x = layouts.from_nhwc(preprocess_tf(mode, x), layout.input, tf)
+        outputs = _call(cut_model, x, list(lifted.values()), weights)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        parts = [heads.apply_tf(head, out, flatten_order) for out in outputs]
+        parts = [heads.apply_tf(head, layouts.output_to_channels_last(out, layout, tf),
+                                flatten_order) for out in outputs]
         joined = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
         return {output_name: tf.identity(joined, name=output_name)}
 

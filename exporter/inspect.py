@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fexport import models
 from fexport.errors import LayerError
 
-from . import cut, load
+from . import cut, layouts, load
 
 
 def load_for_listing(source, weights="none", input_size=None, unsafe=False):
     """The full model (with its top, so every layer is listed); weights do not change shapes."""
+    if load.is_live_model(source):
+        return load.live_model(source)[0], None
     if Path(source).exists():
         return load.load_file(source, unsafe)[0], None
     spec = models.get(source)
     return load.build_registry_model(spec, weights, True, input_size), spec
 
 
-def layer_rows(model, spec=None) -> list[dict]:
+@dataclass
+class LayerRow:
+    """One layer, and the features each head would give at it (None: does not apply)."""
+
+    index: int
+    name: str
+    type: str
+    output_shape: list | None  # batch first; None for a layer used at several places
+    recommended: bool
+    flatten: int | None
+    avg: int | None
+    max: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_rows(model, spec=None) -> list[LayerRow]:
     recommended = _recommended(model, spec)
-    return [_row(index, layer, layer.name in recommended)
+    layout = layouts.of_model(model)
+    return [_row(index, layer, layer.name in recommended, layout)
             for index, layer in enumerate(model.layers)]
 
 
@@ -34,15 +55,14 @@ def _recommended(model, spec) -> set[str]:
     return names
 
 
-def _row(index, layer, recommended) -> dict:
+def _row(index, layer, recommended, layout) -> LayerRow:
     shape = _shape(layer)
-    row = {"index": index, "name": layer.name, "type": type(layer).__name__,
-           "output_shape": shape, "recommended": recommended}
     known = shape is not None and all(d is not None for d in shape[1:])
-    row["flatten"] = int(math.prod(shape[1:])) if known else None
-    pooled = int(shape[-1]) if known and len(shape) >= 3 else None
-    row["avg"] = row["max"] = pooled
-    return row
+    flatten = int(math.prod(shape[1:])) if known else None
+    channels_last = layouts.shape_to_channels_last(shape, layout) if known else None
+    pooled = int(channels_last[-1]) if known and len(shape) >= 3 else None
+    return LayerRow(index, layer.name, type(layer).__name__, shape, recommended, flatten,
+                    pooled, pooled)
 
 
 def _shape(layer):

@@ -26,21 +26,22 @@ KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "mode
 class Source:
     """Where a model came from, as the contract records it."""
 
-    name: str  # registry name, or the absolute path of the user's file
-    kind: str  # "registry" or "file"
+    name: str  # registry name, the absolute path of the user's file, or a live model's name
+    kind: str  # "registry", "file" or "memory"
     weights: str = "none"
     seed: int | None = None
     include_top: bool = False
     loader: str = "keras"  # "keras" or "tf_keras": which Keras built the model
+    model_class: str | None = None  # a live model's class ("Sequential", "Functional")
 
 
 def load(source, weights="imagenet", include_top=False, input_size=None, seed=0, unsafe=False):
-    """(model, Source) for a registry name or a model file/directory."""
-    if os.path.exists(source):
+    """(model, Source) for a registry name, a model file/directory or a live Keras model."""
+    if is_live_model(source) or os.path.exists(source):
         if weights not in ("imagenet", "none", None):
-            raise UsageError("--weights applies to registry models; a model file carries its "
-                             "own weights")
-        return load_file(source, unsafe)
+            raise UsageError("--weights applies to registry models; a model file or object "
+                             "carries its own weights")
+        return live_model(source) if is_live_model(source) else load_file(source, unsafe)
     spec = registry.get(source)  # raises ModelNotFoundError with suggestions
     model = build_registry_model(spec, weights, include_top, input_size, seed)
     seed = seed if weights in ("none", None) else None
@@ -138,6 +139,23 @@ def _weights_error(spec, weights, exc):
     if isinstance(exc, ValueError):
         return UsageError(f"Keras cannot build {spec.name} this way: {text.splitlines()[0]}")
     return ModelLoadError(f"building {spec.name} failed: {type(exc).__name__}: {text[:300]}")
+
+
+def is_live_model(source) -> bool:
+    """A Keras model object (Keras 3 or tf_keras), rather than a name or a path."""
+    return not isinstance(source, (str, bytes, os.PathLike)) and hasattr(source, "layers")
+
+
+def live_model(model):
+    """An in-memory model as it is: no file, nothing copied."""
+    try:
+        model.inputs  # noqa: B018 - a Sequential without an Input has none until built
+    except (AttributeError, ValueError) as exc:
+        raise UsageError(f"the model {model.name!r} has no defined input yet; start it with "
+                         "keras.Input(shape) or call it on a batch before exporting") from exc
+    loader = "tf_keras" if type(model).__module__.startswith("tf_keras") else "keras"
+    return model, Source(model.name, "memory", "in-memory", None, True, loader,
+                         type(model).__name__)
 
 
 def load_file(path, unsafe=False):

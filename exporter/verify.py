@@ -16,7 +16,7 @@ from fexport.precision.quality import row_cosines
 from fexport.runtime import images
 from fexport.runtime.extractor import to_model_input
 
-from . import heads
+from . import heads, layouts
 
 # Scale-relative error: max|onnx - keras| / max|keras|. Measured on keras.applications with
 # random weights, conversions land between 1e-7 and 2.4e-6 (float32 sums in a different order in
@@ -89,9 +89,14 @@ class Reference:
     preprocess: object  # float32 NHWC pixels -> network input, Keras's own function
     head: str
     flatten_order: str
+    layout: layouts.ModelLayout  # the model's own input layout, where Keras is fed
+
+    def network_input(self, pixels: np.ndarray) -> np.ndarray:
+        """NHWC RGB pixels 0..255 as the Keras model takes them: preprocessed, in its layout."""
+        return layouts.from_nhwc(self.preprocess(pixels.copy()), self.layout.input)
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
-        outputs = self.cut_model.predict(self.preprocess(pixels.copy()), verbose=0,
+        outputs = self.cut_model.predict(self.network_input(pixels), verbose=0,
                                          batch_size=IMAGE_BATCH)
         return self.apply_head(outputs)
 
@@ -99,8 +104,8 @@ class Reference:
         """The head in numpy on the cut model's output(s), joined as the ONNX graph joins them."""
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        parts = [heads.apply_numpy(self.head, np.asarray(o), self.flatten_order)
-                 for o in outputs]
+        parts = [heads.apply_numpy(self.head, layouts.output_to_channels_last(
+            np.asarray(o), self.layout), self.flatten_order) for o in outputs]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 

@@ -27,7 +27,7 @@ class InputSpec:
     height: int
     width: int
     channels: int
-    layout: str = "nhwc"  # "nhwc" or "nchw"
+    layout: str = "nhwc"  # "nhwc", "nchw" or "nhw" (grayscale without a channel axis)
     dtype: str = "float32"  # "float32" or "uint8"
     batch: int | None = None  # None: any batch size
 
@@ -35,13 +35,15 @@ class InputSpec:
         hw = (self.height, self.width)
         if self.layout == "nchw":
             return (batch, self.channels, *hw)
+        if self.layout == "nhw":
+            return (batch, *hw)
         return (batch, *hw, self.channels)
 
 
 @dataclass
 class Contract:
     source: str  # registry name ("VGG16") or the model file's name
-    source_kind: str  # "registry" or "file"
+    source_kind: str  # "registry", "file" or "memory" (a live Keras model object)
     weights: str  # "imagenet", "none" or a weights file's name
     layers: list[str]
     head: str  # "flatten", "avg", "max" or "none"
@@ -50,13 +52,16 @@ class Contract:
     preprocessing_baked: bool  # True: the graph applies it; False: the caller must
     feature_dim: int
     output_name: str = "features"
-    flatten_order: str = "nhwc"  # order of a flatten head's features: Keras's or channels-first
+    # Order of a flatten head's features: channels-last or channels-first (by default the cut
+    # layer's own, which is Keras's predict(x).reshape(N, -1)).
+    flatten_order: str = "nhwc"
     seed: int | None = None  # the init seed when weights are "none", so `verify` can rebuild them
     include_top: bool = False
     versions: dict = field(default_factory=dict)
     verification: dict | None = None
     precision: str = "float32"  # "float32", or "int8"/"fp16" for a quantized variant
     quantization: dict | None = None  # a variant's quality report against its float32 model
+    source_class: str | None = None  # the Keras class of an in-memory model ("Sequential")
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -32,6 +32,13 @@ class FeatureExtractor:
     `device` is "auto" (CUDA when it really loads, else CPU with a warning), "cpu" or "cuda"
     (raises DeviceError when CUDA does not load). For an ONNX file made elsewhere pass
     `input_size=(height, width)`. One extractor may be shared by many threads.
+
+    Inputs are image paths, folders, bytes, PIL images or numpy arrays. Arrays may hold one image
+    or a batch, in the layout of the model's input or channels-last: for a (N, C, H, W) model
+    (N, C, H, W), (C, H, W), (N, H, W, C) or (H, W, C); for a grayscale (N, H, W) model
+    (N, H, W), (H, W), (N, H, W, 1) or (H, W, 1); for a (N, H, W, C) model (N, H, W, C) or
+    (H, W, C). An array whose shape fits two readings (a (3, 3, 3) array for a 3x3 RGB model)
+    is read in the model's own layout. Any other shape is refused with the shapes accepted.
     """
 
     def __init__(self, path, device="auto", threads=None, *, input_size=None, resample="nearest",
@@ -47,7 +54,7 @@ class FeatureExtractor:
         self.contract = read_contract(self.session, path, input_size)
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
-                                               keep_aspect, exif)
+                                               keep_aspect, exif, spec.layout)
 
     def __getstate__(self):
         return self._settings
@@ -86,7 +93,8 @@ class FeatureExtractor:
     def stream(self, inputs, batch_size=32, on_error="skip"):
         """Yield a Batch per `batch_size` inputs, decoding ahead in threads; bounded memory."""
         check_on_error(on_error)
-        decoded = self._decode(_lazy_inputs(inputs), window=2 * batch_size + self.workers)
+        decoded = self._decode(_lazy_inputs(inputs, self.load_options),
+                               window=2 * batch_size + self.workers)
         while chunk := list(itertools.islice(decoded, batch_size)):
             failures = [(key, str(error)) for key, _, error in chunk if error]
             if failures and on_error == "raise":
@@ -145,12 +153,12 @@ def _settle(key, future):
         return key, None, exc
 
 
-def _lazy_inputs(inputs):
-    """Expand folders and split NHWC arrays without materialising a generator of inputs."""
+def _lazy_inputs(inputs, load_options):
+    """Expand folders and split batch arrays without materialising a generator of inputs."""
     if isinstance(inputs, (str, bytes, np.ndarray)) or not hasattr(inputs, "__iter__"):
         inputs = [inputs]
     for item in inputs:
-        yield from images.split_batch_arrays(images.expand_inputs(item))
+        yield from images.split_batch_arrays(images.expand_inputs(item), load_options)
 
 
 def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
@@ -162,6 +170,8 @@ def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
         pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     if spec.layout == "nchw":
         pixels = pixels.transpose(0, 3, 1, 2)
+    elif spec.layout == "nhw":
+        pixels = pixels[..., 0]
     return np.ascontiguousarray(pixels)
 
 

@@ -13,9 +13,10 @@ Keras pipeline bit for bit. The rule for odd images is Keras's, because it is PI
 - EXIF orientation is ignored unless `exif=True` (Keras ignores it too);
 - the format is read from the content, not the extension (a PNG named .jpg is a PNG).
 
-Arrays: (H, W, C) at the model's size, of any bool, integer or float dtype, pass through as
-float32 (values unchecked); uint8 (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) arrays of other
-sizes go through PIL like an image. Anything else raises ImageError.
+Arrays at the model's size, of any bool, integer or float dtype, pass through as float32 (values
+unchecked), one image or a batch, in the layout of the model's input or channels-last: see
+ARRAY_FORMS. uint8 (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) arrays of other sizes go through
+PIL like an image. Anything else raises ImageError naming the shapes the model accepts.
 
 Every input that cannot be read or converted raises ImageError with a one-line reason: missing
 or not a regular file, empty, unknown format, damaged or truncated, a mode PIL cannot convert.
@@ -59,6 +60,7 @@ class LoadOptions:
     resample: str = "nearest"
     keep_aspect: bool = False  # center-crop to the target aspect ratio before resizing
     exif: bool = False  # apply the EXIF orientation tag
+    layout: str = "nhwc"  # the model input's layout: how arrays are read (ARRAY_FORMS)
 
     def __post_init__(self):
         if self.resample not in RESAMPLING:
@@ -198,29 +200,69 @@ def _to_array(image: Image.Image) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
+# The array shapes a model input of each layout accepts (N: a batch), tried in this order: the
+# model's own layout first, so an array that fits two readings (a (3, 3, 3) array for a 3x3
+# RGB model) is read in the model's layout. "HW" is one grayscale image without a channel axis.
+ARRAY_FORMS = {"nhwc": ("NHWC", "HWC", "HW"),
+               "nchw": ("NCHW", "CHW", "NHWC", "HWC", "HW"),
+               "nhw": ("NHW", "HW", "NHWC", "HWC")}
+
+
 def _from_array(array: np.ndarray, options: LoadOptions) -> np.ndarray:
     """Real-valued arrays at the model's size pass through; uint8 arrays of other sizes go
     through PIL; anything else (other shapes, complex, strings, objects, no pixels) is refused."""
+    form = _form_of(array, options, batch=False)
+    if form and array.dtype.kind in "biuf":
+        return _as_hwc(array, form).astype(np.float32, copy=False)
     if array.ndim == 2:
         array = array[:, :, None]
-    expected = (options.height, options.width, options.channels)
-    if array.shape == expected and array.dtype.kind in "biuf":
-        return array.astype(np.float32, copy=False)
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] in (1, 3, 4) \
             and array.size:
         image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
         return _to_array(_resize(_convert(image, options), options))
     raise ImageError(
-        f"{describe(array)}: expected an array of shape {expected} (bool, integer or float) "
-        "or a non-empty uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array to resize; "
-        "resize it first or pass the image file")
+        f"{describe(array)}: this model takes arrays shaped {accepted_shapes(options)} (bool, "
+        "integer or float), or non-empty uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
+        "images of another size to resize; resize it first or pass the image file")
 
 
-def split_batch_arrays(items) -> list:
-    """Turn NHWC arrays among `items` into one HWC array per image."""
+def accepted_shapes(options: LoadOptions) -> str:
+    sizes = {"N": "N", "H": options.height, "W": options.width, "C": options.channels}
+    return ", ".join("(" + ", ".join(str(sizes[axis]) for axis in form) + ")"
+                     for form in _forms(options))
+
+
+def _forms(options):
+    return [f for f in ARRAY_FORMS[options.layout] if "C" in f or options.channels == 1]
+
+
+def _form_of(array, options, batch) -> str | None:
+    """The first form of ARRAY_FORMS that `array`'s shape fits exactly, batch or single."""
+    sizes = {"H": options.height, "W": options.width, "C": options.channels}
+    for form in _forms(options):
+        if form.startswith("N") == batch and len(form) == array.ndim and all(
+                axis == "N" or size == sizes[axis] for axis, size in zip(form, array.shape)):
+            return form
+    return None
+
+
+def _as_hwc(array, form) -> np.ndarray:
+    """An array in `form` as channels-last ((N,) H, W, C), without copying where it can."""
+    order = [form.index(axis) for axis in "NHWC" if axis in form]
+    array = array.transpose(order)
+    return array if "C" in form else array[..., None]
+
+
+def split_batch_arrays(items, options: LoadOptions | None = None) -> list:
+    """Turn batch arrays among `items` into one array per image: those that fit one of the
+    model's batch forms (ARRAY_FORMS), then any other 4-D array along its first axis."""
     flat = []
     for item in items:
-        if isinstance(item, np.ndarray) and item.ndim == 4:
+        form = _form_of(item, options, batch=True) \
+            if isinstance(item, np.ndarray) and options else None
+        if form:
+            flat += list(_as_hwc(item, form))
+        elif isinstance(item, np.ndarray) and item.ndim == 4:
             flat += list(item)
         else:
             flat.append(item)

@@ -56,7 +56,7 @@ def extract_to_file(extractor, inputs, output, batch_size=32, on_error="skip", m
 
 def _run(extractor, inputs, output, options, on_batch) -> Summary:
     batch_size, on_error, mode = options
-    items = images.split_batch_arrays(images.expand_inputs(inputs))
+    items = images.split_batch_arrays(images.expand_inputs(inputs), extractor.load_options)
     keys = [images.describe(item) for item in items]
     store = ShardStore(output)
     records = _prepare(store, mode, identity(extractor, keys, batch_size), keys)

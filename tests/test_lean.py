@@ -22,8 +22,11 @@ def test_runtime_models_and_cli_import_without_the_conversion_stack():
 
 
 def test_import_fexport_and_the_cli_load_no_engine_and_no_tensorflow():
-    """Nothing is blocked here: whatever is installed, importing loads none of it."""
+    """Nothing is blocked here: whatever is installed, importing fexport, its CLI and the
+    names of its Python API loads none of it (they load when a function runs)."""
     probe = ("import fexport, fexport.cli, fexport.runtime, fexport.extras\n"
+             "api = (fexport.export, fexport.layers, fexport.FeatureExtractor, "
+             "fexport.extract_to_file)\n"
              "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
              f"{(*HEAVY, 'onnxruntime', 'sklearn', 'pyarrow')!r}))\n")
     proc = blocking.run_python((), probe)

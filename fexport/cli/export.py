@@ -33,7 +33,9 @@ def export(
     head: Annotated[str, typer.Option(help="flatten, avg, max or none.")] = "flatten",
     weights: Weights = "imagenet",
     input_size: InputSize = None,
-    layout: Annotated[str, typer.Option(help="ONNX input layout: nhwc or nchw.")] = "nhwc",
+    layout: Annotated[Optional[str], typer.Option(
+        help="ONNX input layout: nhwc, nchw or nhw (grayscale, no channel axis). Default: the "
+             "model's own.")] = None,
     input_dtype: Annotated[str, typer.Option(help="float32 or uint8.")] = "float32",
     batch: Annotated[Optional[int], typer.Option(help="Pin the batch size (default: any).")] = None,
     preprocess: Annotated[Optional[str], typer.Option(
@@ -41,7 +43,9 @@ def export(
     = None,
     no_preprocess: Annotated[bool, typer.Option(
         "--no-preprocess", help="Export the raw network; the runtime then preprocesses.")] = False,
-    flatten_order: Annotated[str, typer.Option(help="nhwc (Keras) or nchw.")] = "nhwc",
+    flatten_order: Annotated[Optional[str], typer.Option(
+        help="nhwc or nchw. Default: the cut layer's own, as Keras's predict(x).reshape(N, -1) "
+             "orders it.")] = None,
     saved_model: Annotated[Optional[str], typer.Option(help="Also write a SavedModel here.")]
     = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
@@ -83,10 +87,7 @@ def export(
     except VerificationError as exc:
         _print_report(exc.report, report)
         raise
-    contract = result.contract
-    typer.echo(f"exported {contract.source} [{', '.join(contract.layers)}] + {contract.head} -> "
-               f"{', '.join(result.written)}: input {contract.input.shape('N')} "
-               f"{contract.input.dtype}, features (N, {contract.feature_dim})")
+    typer.echo(result.summary())
     _print_report(result.report, report)
     _variants(output, variants, calibration_images, overwrite)
 
@@ -152,15 +153,15 @@ def layers(
 
     rows = layer_rows(*load_for_listing(model, weights, input_size, unsafe))
     if as_json:
-        typer.echo(json.dumps(rows, indent=1))
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
         return
     typer.echo(f"{'idx':>4}  {'name':<32} {'type':<24} {'output shape':<22} "
                f"{'flatten':>9} {'avg':>6} {'max':>6}")
     for r in rows:
-        shape = "?" if r["output_shape"] is None else str(tuple(r["output_shape"]))
-        mark = "  *recommended" if r["recommended"] else ""
-        typer.echo(f"{r['index']:>4}  {r['name']:<32} {r['type']:<24} {shape:<22} "
-                   f"{_dim(r['flatten']):>9} {_dim(r['avg']):>6} {_dim(r['max']):>6}{mark}")
+        shape = "?" if r.output_shape is None else str(tuple(r.output_shape))
+        mark = "  *recommended" if r.recommended else ""
+        typer.echo(f"{r.index:>4}  {r.name:<32} {r.type:<24} {shape:<22} "
+                   f"{_dim(r.flatten):>9} {_dim(r.avg):>6} {_dim(r.max):>6}{mark}")
 
 
 def _dim(value) -> str:
