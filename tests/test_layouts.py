@@ -213,3 +213,30 @@ def test_an_unbuilt_live_model_is_refused_with_the_fix(tmp_path):
     model = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(UsageError, match="keras.Input"):
         fexport.export(model, output=tmp_path / "x.onnx")
+
+
+def test_the_live_export_result_reads_well_and_serializes(origin, origin_avg, tmp_path):
+    model, _, last_pool, _ = origin
+    result = fexport.export(model, layer=last_pool, head="max", output=tmp_path / "m.onnx")
+    assert repr(result).startswith(f"<exported {model.name} [{last_pool}] + max -> ")
+    assert "verification passed" in repr(result) and "features (N, 64)" in repr(result)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["contract"]["source_class"] == "Sequential" and data["verification"]["passed"]
+    proc = run_cli("verify", origin_avg, check=False)  # nothing on disk to rebuild it from
+    assert proc.returncode == 2 and "in-memory Sequential" in error_line(proc)
+
+
+def test_keras2_h5_with_channels_first_layers(tmp_path):
+    tf_keras.utils.set_random_seed(6)
+    model = tf_keras.Sequential([
+        tf_keras.layers.Conv2D(8, 3, input_shape=(3, 32, 32), data_format="channels_first",
+                               name="conv"),
+        tf_keras.layers.MaxPooling2D(2, data_format="channels_first", name="pool"),
+        tf_keras.layers.Flatten(), tf_keras.layers.Dense(3)])
+    model.save(tmp_path / "cf.h5")
+    result = fexport.export(str(tmp_path / "cf.h5"), layer="pool", output=tmp_path / "cf.onnx")
+    assert result.contract.input.shape("N") == ("N", 3, 32, 32) and result.report["passed"]
+    x = _arrays(2, (3, 32, 32), seed=7)
+    pool = tf_keras.Model(model.inputs, model.get_layer("pool").output)
+    assert_close(FeatureExtractor(tmp_path / "cf.onnx", device="cpu").extract(x),
+                 pool.predict(x, verbose=0).reshape(2, -1))
