@@ -22,12 +22,13 @@ from typing import Callable
 
 import numpy as np
 
-from fexport.runtime import images
-from fexport.runtime import session as sessions
+from fexport.runtime import host, images
+from fexport.runtime.backends import onnxruntime_backend as sessions
 from fexport.runtime.extractor import FeatureExtractor, read_contract, to_model_input
 
 PERCENTILES = (50, 90, 95, 99)
 ONNXRUNTIME = "onnxruntime"
+BACKENDS = ("onnxruntime", "openvino")
 # Untimed pause before each timed call when several runtimes take turns: the one that just ran
 # leaves its worker threads spinning (Eigen's in TensorFlow, ONNX Runtime's own) for a while, and
 # on a 2-core machine they would steal the cores from the next runtime's timed call.
@@ -42,16 +43,21 @@ class Runner:
 
 def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, iters=20,
                 duration=None, input_size=None, compare_keras=False, image_paths=(),
-                variants=()) -> dict:
+                variants=(), all_backends=False) -> dict:
     """Time `path` at each batch size; a JSON-ready dict with the machine it ran on.
 
-    `variants`: other ONNX files of the same model (an INT8 or FP16 one) timed alongside."""
+    `variants`: other ONNX files of the same model (an INT8 or FP16 one) timed alongside.
+    `all_backends`: also every backend that can run each file, as fexport calls it and as the
+    backend's bare API does, named by what really ran ("fexport openvino cpu bf16")."""
     start = time.perf_counter()
     session = sessions.open_session(path, device, threads)
     created_s = time.perf_counter() - start
-    contract = read_contract(session, path, input_size)
+    contract = read_contract(path, input_size, sessions.OnnxRuntimeBackend(path, device))
     runners = [onnx_runner(session, contract)]
     runners += [variant_runner(other, device, threads, input_size) for other in variants]
+    skipped = []
+    if all_backends:
+        runners += backend_runners([path, *variants], device, threads, skipped)
     if compare_keras:
         from .keras_side import keras_runners  # TensorFlow: only when asked for
 
@@ -64,6 +70,7 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
                  for row in bench_images(extractor, image_paths, n, warmup, iters, duration)]
     return {"model": str(path), "provider": session.get_providers()[0],
             "session_creation_s": created_s, "threads": threads, "results": rows,
+            "skipped": skipped,
             "peak_rss_mib": peak_rss_mib(), "machine": machine()}
 
 
@@ -74,11 +81,45 @@ def onnx_runner(session, contract) -> Runner:
 
 
 def variant_runner(path, device, threads, input_size) -> Runner:
-    session = sessions.open_session(path, device, threads)
-    contract = read_contract(session, path, input_size)
-    runner = onnx_runner(session, contract)
-    runner.name = f"{ONNXRUNTIME} {contract.precision}"
-    return runner
+    """A reduced-precision file of the same model, on ONNX Runtime where it can run it (the
+    float32 row's engine), else (bf16) on the backend that can; named by what ran."""
+    contract = read_contract(path, input_size)
+    backend = "auto" if contract.precision == "bf16" else ONNXRUNTIME
+    extractor = FeatureExtractor(path, device, threads, backend=backend, input_size=input_size)
+    return Runner(f"{extractor.backend} {contract.precision}", extractor.predict)
+
+
+def backend_runners(paths, device, threads, skipped) -> list[Runner]:
+    """For each file on each backend that can run it: fexport's call and the bare API.
+    What cannot run here goes to `skipped`, with the reason."""
+    from fexport.errors import FexportError
+
+    runners = []
+    for path in paths:
+        for backend in BACKENDS:
+            try:
+                extractor = FeatureExtractor(path, device, threads, backend=backend)
+            except FexportError as exc:
+                skipped.append({"file": str(path), "backend": backend, "reason": str(exc)})
+                continue
+            runners += [Runner(f"fexport {extractor.ran}", extractor.predict),
+                        bare_runner(extractor)]
+    return runners
+
+
+def bare_runner(extractor) -> Runner:
+    """The engine's own API on the same file, fed the same prepared batch."""
+    contract, engine = extractor.contract, extractor.engine
+    if hasattr(engine, "session"):
+        session, outputs = engine.session, [contract.output_name]
+        return Runner(f"bare {extractor.ran}", lambda pixels: session.run(
+            outputs, {contract.input.name: to_model_input(contract, pixels)}))
+    request = engine.compiled.create_infer_request()
+
+    def infer(pixels):
+        request.infer({0: to_model_input(contract, pixels)})
+        return request.get_output_tensor(0).data.copy()
+    return Runner(f"bare {extractor.ran}", infer)
 
 
 def random_pixels(contract, batch) -> np.ndarray:
@@ -148,14 +189,16 @@ def peak_rss_mib() -> float:
 
 def machine() -> dict:
     ort = sessions.onnxruntime()
-    return {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)), "gpu": _gpu(),
+    return {"cpu": host.cpu_name(), "cpu_flags": host.precision_flags(),
+            "cores": len(os.sched_getaffinity(0)), "gpu": _gpu(),
+            "load_average_1min": os.getloadavg()[0],
             "python": platform.python_version(), "onnxruntime": ort.__version__,
             "providers": ort.get_available_providers(), **_versions()}
 
 
 def _versions() -> dict:
     found = {}
-    for name in ("numpy", "pillow", "tensorflow", "keras", "tf2onnx", "onnx"):
+    for name in ("numpy", "pillow", "tensorflow", "keras", "tf2onnx", "onnx", "openvino"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -169,14 +212,3 @@ def _gpu() -> str | None:
     proc = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,"
                            "noheader"], capture_output=True, text=True, timeout=30)
     return proc.stdout.strip() or None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

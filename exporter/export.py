@@ -315,11 +315,11 @@ def reference_from_contract(contract, source=None, unsafe=False) -> verification
 def verify_file(path, source=None, verify_images=(), rtol=None, min_cosine=None,
                 unsafe=False) -> dict:
     """Re-run verification of an exported ONNX file against Keras, rebuilt from its contract."""
+    from fexport.runtime.backends.onnxruntime_backend import open_session
     from fexport.runtime.extractor import read_contract
-    from fexport.runtime.session import open_session
 
-    session = open_session(path, "cpu")
-    contract = read_contract(session, path)
+    session = open_session(path, "cpu")  # the reference engine, as at export time
+    contract = read_contract(path)
     return verification.verify(
         session, contract, reference_from_contract(contract, source, unsafe),
         list(verify_images),

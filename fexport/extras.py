@@ -33,6 +33,8 @@ EXTRAS = (
           ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx")),
     Extra("quantize", "quantize (INT8) and convert --fp16 without TensorFlow (onnx, sympy)",
           ("onnx", "sympy")),
+    Extra("openvino", "backend openvino: bf16 and faster INT8 on CPUs (OpenVINO); beside cpu",
+          ("openvino",)),
     Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
     Extra("sklearn", "fexport.runtime.sklearn.ImageFeatures and the linear-probe accuracy "
                      "(scikit-learn)", ("sklearn",)),
@@ -41,7 +43,8 @@ EXTRAS = (
 # The smallest extra that brings each package (onnxruntime's message names cpu and gpu both).
 PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "tf_keras": "export", "tf2onnx": "export", "onnx": "quantize",
-               "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray"}
+               "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
+               "openvino": "openvino"}
 
 
 class MissingDependencyError(FexportError, ImportError):

@@ -10,7 +10,9 @@ then `quantize_static` with per-channel INT8 weights and calibrated UINT8 activa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from fexport.runtime.extractor import FeatureExtractor, to_model_input
 from . import imagesets, quality
 
 METHODS = ("minmax", "entropy", "percentile")
-PRECISIONS = ("int8", "fp16")
+PRECISIONS = ("int8", "fp16", "bf16")
 
 
 @dataclass
@@ -51,10 +53,13 @@ def quantize(options: QuantizeOptions) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         candidate = Path(workdir) / "candidate.onnx"
         _convert(options, reference, candidate, workdir)
-        report = quality.evaluate(reference, FeatureExtractor(candidate, device="cpu"),
-                                  options.evaluation_images, options.labels, options.min_cosine)
+        _mark(candidate, reference.contract, options.precision)
+        judged = FeatureExtractor(candidate, device="cpu")  # as `auto` will run the variant
+        report = quality.evaluate(reference, judged, options.evaluation_images, options.labels,
+                                  options.min_cosine)
         report.update(precision=options.precision, method=_method_label(options),
-                      calibration_samples=_samples(options))
+                      calibration_samples=_samples(options), measured_on=str(judged.ran),
+                      reference=str(reference.ran))
         _save(candidate, reference.contract, report, options.output)
     if not report["passed"]:
         raise VerificationError(quality.failure_message(report, options.output), report)
@@ -81,6 +86,8 @@ def _check(options) -> None:
 def _convert(options, reference, candidate, workdir) -> None:
     if options.precision == "fp16":
         _fp16(options.model, candidate)
+    elif options.precision == "bf16":
+        shutil.copyfile(options.model, candidate)  # the float32 graph: OpenVINO computes bf16
     else:
         _int8(options, reference, candidate, workdir)
 
@@ -130,14 +137,23 @@ class _CalibrationReader:
         self.paths = iter(self.all_paths)
 
 
+def _mark(candidate, contract, precision) -> None:
+    """The candidate's contract says its precision before it is judged, so it is opened (and
+    judged) on the backend and precision that will run the variant."""
+    proto = require("onnx", "writing a reduced-precision variant").load(str(candidate))
+    write_onnx(proto, dataclasses.replace(contract, precision=precision), candidate)
+
+
 def _samples(options) -> int:
     return min(options.samples, len(options.calibration_images)) \
         if options.precision == "int8" else 0
 
 
 def _method_label(options) -> str:
-    return f"static QDQ, per-channel, {options.method}" if options.precision == "int8" \
-        else "float16, float32 inputs and outputs"
+    return {"int8": f"static QDQ, per-channel, {options.method}",
+            "fp16": "float16, float32 inputs and outputs",
+            "bf16": "bfloat16 compute (OpenVINO CPU), float32 weights, inputs and outputs"}[
+        options.precision]
 
 
 def _save(candidate, contract, report, output) -> None:

@@ -12,8 +12,7 @@ import numpy as np
 from fexport.errors import FexportError, ImageError, UsageError
 from fexport.models import preprocessing
 
-from . import images
-from . import session as sessions
+from . import backends, images, onnx_metadata
 from .contract import METADATA_KEY, Contract, plain_contract
 
 
@@ -39,19 +38,26 @@ class FeatureExtractor:
     (N, H, W), (H, W), (N, H, W, 1) or (H, W, 1); for a (N, H, W, C) model (N, H, W, C) or
     (H, W, C). An array whose shape fits two readings (a (3, 3, 3) array for a 3x3 RGB model)
     is read in the model's own layout. Any other shape is refused with the shapes accepted.
+
+    `backend` ("auto", "onnxruntime", "openvino") and `precision` ("auto": the file's own,
+    "fp32", "bf16") choose the engine by the rule in fexport.runtime.backends; `ran` (and
+    `backend`, `device`, `precision`) says what really runs, read back from the engine.
     """
 
-    def __init__(self, path, device="auto", threads=None, *, input_size=None, resample="nearest",
-                 keep_aspect=False, exif=False, workers=4):
-        self._settings = dict(path=str(path), device=device, threads=threads,
-                              input_size=input_size, resample=resample,
+    def __init__(self, path, device="auto", threads=None, *, backend="auto", precision="auto",
+                 input_size=None, resample="nearest", keep_aspect=False, exif=False, workers=4):
+        self._settings = dict(path=str(path), device=device, threads=threads, backend=backend,
+                              precision=precision, input_size=input_size, resample=resample,
                               keep_aspect=keep_aspect, exif=exif, workers=workers)
         self._open(**self._settings)
 
-    def _open(self, path, device, threads, input_size, resample, keep_aspect, exif, workers):
+    def _open(self, path, device, threads, backend, precision, input_size, resample,
+              keep_aspect, exif, workers):
         self.path, self.workers = path, max(1, int(workers))
-        self.session = sessions.open_session(path, device, threads)
-        self.contract = read_contract(self.session, path, input_size)
+        stored = stored_contract(path)
+        self.engine = backends.open_backend(path, stored.precision if stored else "float32",
+                                            backend, device, precision, threads)
+        self.contract = stored or _infer_contract(self.engine, path, input_size)
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
                                                keep_aspect, exif, spec.layout)
@@ -64,12 +70,27 @@ class FeatureExtractor:
         self._open(**settings)
 
     @property
+    def ran(self) -> backends.Ran:
+        """The backend, device and precision that really run, as the engine reports them."""
+        return self.engine.ran
+
+    @property
+    def backend(self) -> str:
+        return self.ran.backend
+
+    @property
     def device(self) -> str:
-        return sessions.device_of(self.session)
+        return self.ran.device
+
+    @property
+    def precision(self) -> str:
+        return self.ran.precision
 
     @property
     def providers(self) -> list[str]:
-        return self.session.get_providers()
+        """ONNX Runtime's execution providers, in order (empty on another backend)."""
+        session = getattr(self.engine, "session", None)
+        return session.get_providers() if session is not None else []
 
     @property
     def threads(self):
@@ -117,9 +138,7 @@ class FeatureExtractor:
         return self._run(np.concatenate([batch, padding]))[:len(batch)]
 
     def _run(self, batch):
-        out = sessions.run(self.session, self.contract.input.name, self.contract.output_name,
-                           batch)
-        out = np.asarray(out, dtype=np.float32)
+        out = np.asarray(self.engine.run(batch), dtype=np.float32)
         return out if self.contract.head == "none" else out.reshape(len(batch), -1)
 
     def _empty(self):
@@ -175,20 +194,30 @@ def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def read_contract(session, path, input_size=None) -> Contract:
-    """The model's fexport contract, or one inferred from its input when it has none."""
-    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if text:
-        return Contract.from_json(text)
-    if input_size is None:
+def stored_contract(path) -> Contract | None:
+    """The fexport contract in the file's metadata, or None for an ONNX file made elsewhere."""
+    backends.check_model_file(path)
+    try:
+        text = onnx_metadata.read_metadata(path).get(METADATA_KEY)
+    except FexportError as exc:
+        raise FexportError(f"{path}: cannot load it as an ONNX model ({exc}). Re-export it with "
+                           "fexport, or check that the file is complete.") from exc
+    return Contract.from_json(text) if text else None
+
+
+def read_contract(path, input_size=None, engine=None) -> Contract:
+    """The file's fexport contract, or one inferred from its input (`engine`, an opened
+    backend, shows it) when it has none and `input_size` says the image size."""
+    return stored_contract(path) or _infer_contract(engine, path, input_size)
+
+
+def _infer_contract(engine, path, input_size) -> Contract:
+    if input_size is None or engine is None:
         raise UsageError(f"{path} has no fexport metadata, so its input size is unknown; pass "
                          "input_size=(height, width) (CLI: --input-size H W), or export the "
                          "model with fexport")
-    return _infer_contract(session, *input_size)
-
-
-def _infer_contract(session, height, width) -> Contract:
-    inp, out = session.get_inputs()[0], session.get_outputs()[0]
+    height, width = input_size
+    inp, out = engine.inputs[0], engine.outputs[0]
     shape = [d if isinstance(d, int) else None for d in inp.shape]
     if len(shape) != 4:
         raise UsageError(f"the model's input {inp.name!r} has shape {inp.shape}; fexport needs "

@@ -27,6 +27,7 @@ STORE_FORMAT = 1
 # What a resumed run must share with the interrupted one, in the words a user knows it by.
 SETTINGS = {"store_format": "the store format (a different fexport version)",
             "model_sha256": "the model file", "device": "--device", "threads": "--threads",
+            "ran": "the backend and precision (--backend, --precision)",
             "load": "image loading (--input-size, --resample, --keep-aspect, --exif)",
             "batch_size": "--batch-size", "inputs_sha256": "the input list"}
 
@@ -92,7 +93,7 @@ def _finish(store, records, shape) -> list[str]:
 def identity(extractor, keys, batch_size) -> dict:
     """Everything that decides the output's bytes, so a resumed run can be checked against it."""
     return {"store_format": STORE_FORMAT, "model_sha256": _file_sha256(extractor.path),
-            "device": extractor.device, "threads": extractor.threads,
+            "device": extractor.device, "threads": extractor.threads, "ran": str(extractor.ran),
             "load": asdict(extractor.load_options), "batch_size": int(batch_size),
             "inputs": len(keys), "inputs_sha256": _sha256(json.dumps(keys).encode())}
 

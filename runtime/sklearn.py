@@ -19,9 +19,12 @@ _base = require("sklearn.base", "fexport.runtime.sklearn")
 
 
 class ImageFeatures(_base.TransformerMixin, _base.BaseEstimator):
-    def __init__(self, model_path, device="cpu", batch_size=32, threads=None, input_size=None):
+    def __init__(self, model_path, device="cpu", batch_size=32, threads=None, input_size=None,
+                 backend="auto", precision="auto"):
         self.model_path = model_path
         self.device = device
+        self.backend = backend
+        self.precision = precision
         self.batch_size = batch_size
         self.threads = threads
         self.input_size = input_size
@@ -35,6 +38,7 @@ class ImageFeatures(_base.TransformerMixin, _base.BaseEstimator):
     def _get_extractor(self) -> FeatureExtractor:
         if getattr(self, "_extractor", None) is None:
             self._extractor = FeatureExtractor(self.model_path, self.device, self.threads,
+                                               backend=self.backend, precision=self.precision,
                                                input_size=self.input_size)
         return self._extractor
 

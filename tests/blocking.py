@@ -19,7 +19,8 @@ sys.meta_path.insert(0, _Blocked())
 """
 CONVERSION_STACK = ("tensorflow", "keras", "tf_keras", "tf2onnx")
 # What each install tier lacks, as import names.
-BARE = (*CONVERSION_STACK, "onnxruntime", "onnx", "sympy", "sklearn", "pyarrow", "ray")
+BARE = (*CONVERSION_STACK, "onnxruntime", "onnx", "sympy", "sklearn", "pyarrow", "ray",
+        "openvino")
 CPU = tuple(m for m in BARE if m != "onnxruntime")
 CPU_QUANTIZE = tuple(m for m in CPU if m not in ("onnx", "sympy"))
 

@@ -17,9 +17,11 @@ SOAK_CALLS, WARMUP_CALLS = 2000, 300
 SOAK_GROWTH_MB = 8  # a leak of 4 KB per call would show; one batch of pixels is 48 KB
 
 
-@pytest.fixture(scope="module")
-def extractor(resnet8_onnx):
-    return FeatureExtractor(resnet8_onnx, device="cpu")
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino"])
+def extractor(resnet8_onnx, request):
+    """The same file on each backend: OpenVINO's infer requests are per thread, ONNX
+    Runtime's session is shared; both must give each thread the serial results."""
+    return FeatureExtractor(resnet8_onnx, device="cpu", backend=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ TensorFlow nor an inference engine: proven in fresh interpreters."""
 
 import blocking
 
-HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "ray")  # ray: only on use
+HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "ray", "openvino")  # on use
 
 RUNTIME_PROBE = f"""
 import fexport.runtime, fexport.models, fexport.runtime.sinks, fexport.runtime.doctor

@@ -35,6 +35,10 @@ def bench(
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="Another ONNX file of the same model (e.g. MODEL.int8.onnx) to time "
                           "alongside; repeatable.")] = None,
+    backends: Annotated[Optional[str], typer.Option(
+        "--backends", help="all: also time every backend and precision this host can run, "
+                           "for the file and each --variant, fexport's call beside the "
+                           "backend's bare API.")] = None,
     input_size: InputSize = None,
     json_file: Annotated[Optional[str], typer.Option("--json", help="Write results here.")]
     = None,
@@ -46,11 +50,20 @@ def bench(
 
     paths = expand_inputs(images) if images else []
     result = bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads, warmup,
-                         iters, duration, input_size, compare_keras, paths, variant or [])
+                         iters, duration, input_size, compare_keras, paths, variant or [],
+                         _all_backends(backends))
     for line in report_lines(result):
         typer.echo(line)
     if json_file:
         atomic.write_bytes(json_file, json.dumps(result, indent=1).encode())
+
+
+def _all_backends(backends) -> bool:
+    from fexport.errors import UsageError
+
+    if backends not in (None, "all"):
+        raise UsageError(f"--backends {backends!r}: the only value is all")
+    return backends == "all"
 
 
 def parse_batch_sizes(text) -> list[int]:
@@ -67,26 +80,38 @@ def parse_batch_sizes(text) -> list[int]:
 
 def report_lines(result) -> list[str]:
     m = result["machine"]
-    lines = [f"{result['model']} on {result['provider']} ({m['cpu']}, {m['cores']} cores"
+    width = max(15, *(len(r["runtime"]) for r in result["results"]))
+    lines = [f"{result['model']} on {result['provider']} ({m['cpu']}, {m['cores']} cores, "
+             f"{', '.join(m.get('cpu_flags') or ['no AVX-512/AMX/VNNI'])}"
              f"{', ' + m['gpu'] if m.get('gpu') else ''}): session created in "
              f"{result['session_creation_s'] * 1e3:.0f} ms",
-             f"{'runtime':<15} {'batch':>5} " + " ".join(f"{h:>9}" for h, _ in COLUMNS)
+             f"{'runtime':<{width}} {'batch':>5} " + " ".join(f"{h:>9}" for h, _ in COLUMNS)
              + "  relative"]
-    onnx = {r["batch"]: r for r in result["results"] if r["runtime"] == "onnxruntime"}
     for r in result["results"]:
-        lines.append(f"{r['runtime']:<15} {r['batch']:>5} "
+        same_batch = {x["runtime"]: x for x in result["results"] if x["batch"] == r["batch"]}
+        lines.append(f"{r['runtime']:<{width}} {r['batch']:>5} "
                      + " ".join(f"{r[key]:>9.1f}" for _, key in COLUMNS) + "  "
-                     + _relative(r, onnx.get(r["batch"])))
+                     + "; ".join(_relative(r, same_batch)))
+    lines += [f"not timed: {s['file']} on {s['backend']}: {s['reason']}"
+              for s in result.get("skipped", [])]
     lines.append(f"peak resident memory {result['peak_rss_mib']:.0f} MiB")
     return lines
 
 
-def _relative(row, onnx_row) -> str:
-    if onnx_row is None or row["runtime"] in ("onnxruntime", "decode+resize"):
-        return ""
-    ratio = row["images_per_s"] / onnx_row["images_per_s"]
-    if row["runtime"] == "end-to-end":
-        return f"{ratio:.0%} of inference alone"
-    if row["runtime"].startswith("onnxruntime "):
-        return f"{ratio:.2f}x the float32 throughput"
-    return f"onnxruntime {1 / ratio:.2f}x faster"
+def _relative(row, rows) -> list[str]:
+    """The row's throughput against onnxruntime float32, its bare API and Keras predict."""
+    name, rate = row["runtime"], row["images_per_s"]
+    base, keras = rows.get("onnxruntime"), rows.get("keras.predict")
+    if name in ("onnxruntime", "decode+resize") or base is None:
+        return []
+    if name == "end-to-end":
+        return [f"{rate / base['images_per_s']:.0%} of inference alone"]
+    if name.startswith("keras."):
+        return [f"onnxruntime {base['images_per_s'] / rate:.2f}x faster"]
+    parts = [f"{rate / base['images_per_s']:.2f}x onnxruntime float32"]
+    bare = rows.get("bare " + name.removeprefix("fexport "))
+    if name.startswith("fexport ") and bare:
+        parts.append(f"{rate / bare['images_per_s']:.2f}x its bare API")
+    if keras:
+        parts.append(f"{rate / keras['images_per_s']:.2f}x keras.predict")
+    return parts

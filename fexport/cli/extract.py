@@ -9,7 +9,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import BatchSize, Device, InputSize, Json, Overwrite, Resume, Threads
+from .options import (
+    Backend,
+    BatchSize,
+    Device,
+    InputSize,
+    Json,
+    Overwrite,
+    Precision,
+    Resume,
+    Threads,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +35,8 @@ def extract(
                                         help="Features: .npy, .npz, .csv or .parquet.")],
     batch_size: BatchSize = 32,
     device: Device = "auto",
+    backend: Backend = "auto",
+    precision: Precision = "auto",
     threads: Threads = None,
     workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 4,
     on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
@@ -50,8 +62,9 @@ def extract(
     With --engine ray, into a folder of Parquet shards, on a Ray cluster."""
     from fexport.runtime import FeatureExtractor, job, lock
 
-    options = dict(device=device, threads=threads, input_size=input_size, resample=resample,
-                   keep_aspect=keep_aspect, exif=exif, workers=workers)
+    options = dict(device=device, threads=threads, backend=backend, precision=precision,
+                   input_size=input_size, resample=resample, keep_aspect=keep_aspect, exif=exif,
+                   workers=workers)
     if _engine(engine, resume, on_error) == "ray":
         pool = dict(num_workers=num_workers, num_gpus_per_worker=num_gpus_per_worker)
         return _extract_on_ray(model_file, inputs, output, (batch_size, on_error, overwrite),
@@ -65,7 +78,7 @@ def extract(
                                       "skip" if on_error == "skip" else "raise", mode,
                                       on_batch=progress.update)
         progress.close()
-    _finish(summary, extractor.device)
+    _finish(summary, str(extractor.ran))
 
 
 def _engine(engine, resume, on_error) -> str:
@@ -164,30 +177,28 @@ def info(
     as_json: Json = False,
 ):
     """Print an ONNX file's fexport metadata, inputs and outputs."""
-    from fexport.runtime.contract import METADATA_KEY
-    from fexport.runtime.session import onnxruntime, open_session
+    from dataclasses import asdict
 
-    session = open_session(model_file, "cpu")
-    meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    from fexport.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, onnxruntime
+    from fexport.runtime.extractor import stored_contract
+
+    engine = OnnxRuntimeBackend(model_file, "cpu")
+    contract = stored_contract(model_file)
     data = {"file": model_file, "onnxruntime": onnxruntime().__version__,
-            "inputs": [_io(i) for i in session.get_inputs()],
-            "outputs": [_io(o) for o in session.get_outputs()],
-            "contract": json.loads(meta) if meta else None}
+            "inputs": [asdict(i) for i in engine.inputs],
+            "outputs": [asdict(o) for o in engine.outputs],
+            "contract": json.loads(contract.to_json()) if contract else None}
     if as_json:
         typer.echo(json.dumps(data, indent=1))
         return
     for key in ("inputs", "outputs"):
         for entry in data[key]:
             typer.echo(f"{key[:-1]:<7} {entry['name']}: {entry['type']} {entry['shape']}")
-    if not meta:
+    if not contract:
         typer.echo("no fexport metadata: pass --input-size H W to use it with extract")
         return
     for key, value in sorted(data["contract"].items()):
         typer.echo(f"{key:<20} {json.dumps(value)}")
-
-
-def _io(value) -> dict:
-    return {"name": value.name, "type": value.type, "shape": list(value.shape)}
 
 
 def doctor(as_json: Json = False):

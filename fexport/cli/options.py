@@ -7,6 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA if it loads), cpu or cuda.")]
+Backend = Annotated[str, typer.Option(
+    "--backend", help="auto, onnxruntime or openvino (fexport[openvino]); auto: ONNX Runtime, "
+                      "but OpenVINO for bf16 and INT8 files when installed.")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="auto (the file's own: float32, or its variant's), fp32 or bf16 (a "
+                        "bf16 variant from `fexport convert --bf16`).")]
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", help="Intra-op threads for onnxruntime (default: all cores).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]

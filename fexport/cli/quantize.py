@@ -49,21 +49,26 @@ def quantize(
 def convert(
     model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
     fp16: Annotated[bool, typer.Option("--fp16", help="Convert to float16 (GPU).")] = False,
+    bf16: Annotated[bool, typer.Option(
+        "--bf16", help="Mark for bf16 compute on OpenVINO's CPU plugin (CPUs with AMX or "
+                       "AVX-512 BF16; needs fexport[openvino]).")] = False,
     eval_images: Annotated[Optional[str], typer.Option(
         "--eval-images", help="Images to judge quality on.")] = None,
     output: Output = None,
     min_cosine: MinCosine = None,
     overwrite: Replace = False,
 ):
-    """Convert to float16 inside, float32 inputs and outputs, for GPUs."""
+    """A float16 (GPU) or bf16 (CPU) variant, judged against float32 on real images; float32
+    inputs and outputs either way."""
     from fexport.errors import UsageError
 
-    if not fp16:
-        raise UsageError("convert needs a target precision: pass --fp16")
+    if fp16 == bf16:
+        raise UsageError("convert needs one target precision: pass --fp16 or --bf16")
+    precision = "fp16" if fp16 else "bf16"
     if not eval_images:
-        raise UsageError("pass --eval-images DIR: the FP16 model is judged against float32 on "
-                         "real images")
-    make_variant(model_file, "fp16", None, output, 0, "percentile", eval_images, min_cosine,
+        raise UsageError(f"pass --eval-images DIR: the {precision} model is judged against "
+                         "float32 on real images")
+    make_variant(model_file, precision, None, output, 0, "percentile", eval_images, min_cosine,
                  overwrite)
 
 

@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions, and the truth about which execution provider they really got.
+"""The ONNX Runtime backend (CPU and CUDA), and the truth about which execution provider a
+session really got.
 
 onnxruntime silently falls back to the CPU when the CUDA provider cannot load (a missing CUDA or
 cuDNN library, or the CPU-only wheel). This module asks the session which providers it ended up
@@ -15,15 +16,37 @@ import numpy as np
 from fexport.errors import DeviceError, FexportError, ModelNotFoundError
 from fexport.extras import require
 
+from .base import Backend, Ran, TensorInfo
+
+NAME = "onnxruntime"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
 _warned_fallback = False
 
 
+class OnnxRuntimeBackend(Backend):
+    def __init__(self, path, device="auto", threads=None, precision="fp32"):
+        self.session = open_session(path, device, threads)
+        self.ran = Ran(NAME, device_of(self.session), precision)
+        self.inputs = [_info(i) for i in self.session.get_inputs()]
+        self.outputs = [_info(o) for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return run(self.session, self.inputs[0].name, self.outputs[0].name, batch)
+
+
+def _info(value) -> TensorInfo:
+    return TensorInfo(value.name, value.type, list(value.shape))
+
+
 def onnxruntime():
     """The onnxruntime module, or MissingDependencyError naming the runtime extras."""
     return require("onnxruntime", "running an ONNX model")
+
+
+def cuda_available() -> bool:
+    return CUDA in onnxruntime().get_available_providers()
 
 
 def open_session(path, device="auto", threads=None):
@@ -34,7 +57,7 @@ def open_session(path, device="auto", threads=None):
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
-    wants_cuda = device == "cuda" or (device == "auto" and CUDA in ort.get_available_providers())
+    wants_cuda = device == "cuda" or (device == "auto" and cuda_available())
     providers = [CUDA, CPU] if wants_cuda else [CPU]
     session = _create(ort, path, options, providers)
     if wants_cuda and CUDA not in session.get_providers():
@@ -43,7 +66,7 @@ def open_session(path, device="auto", threads=None):
 
 
 def _create(ort, path, options, providers):
-    _check_model_file(path)
+    check_model_file(path)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
@@ -52,8 +75,8 @@ def _create(ort, path, options, providers):
                            "or check that the file is complete.") from exc
 
 
-def _check_model_file(path) -> None:
-    """Name the plain mistakes before onnxruntime words them as protobuf errors."""
+def check_model_file(path) -> None:
+    """Name the plain mistakes before an engine words them as protobuf errors."""
     if not os.path.exists(path):
         raise ModelNotFoundError(f"{path}: no such model file")
     if os.path.isdir(path):

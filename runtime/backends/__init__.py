@@ -1,0 +1,92 @@
+"""Inference backends behind one small interface (base.Backend): ONNX Runtime (CPU, CUDA) and
+OpenVINO (CPU), and the rule that picks one for a file, a device and a precision.
+
+The rule, `choose`:
+- precision "auto" is the file's own: float32 for an export, or the variant's (int8, fp16,
+  bf16) as its contract says. Any other request must match a variant's precision, and bf16 is
+  only run from a bf16 variant, whose quality against float32 was measured (`fexport convert
+  --bf16`): a reduced precision is a verified choice, never a silent one.
+- CUDA: ONNX Runtime. bf16: OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is
+  slower than float32). INT8: OpenVINO when installed, else ONNX Runtime (see INT8_BACKEND).
+  float32 and FP16: ONNX Runtime, the reference the exports were verified with.
+An explicit backend that cannot serve the request raises DeviceError with the reason and a fix.
+"""
+
+from __future__ import annotations
+
+from fexport.errors import DeviceError, UsageError
+from fexport.extras import installed
+
+from .. import host
+from .base import Backend, Ran, TensorInfo
+from .onnxruntime_backend import check_model_file
+
+BACKENDS = ("auto", "onnxruntime", "openvino")
+PRECISIONS = ("auto", "fp32", "bf16")
+# A contract's precision, in the words of the backends.
+FILE_PRECISION = {"float32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp16"}
+# Measured with `fexport bench --backends all` on an INT8 (QDQ) VGG16 and ResNet50: OpenVINO's
+# INT8 kernels ran 1.7x (Intel Xeon with AMX, issue #14) and MEASURED_ON_EPYC (AMD EPYC with
+# AVX-512 VNNI) the throughput of ONNX Runtime's on the same file.
+INT8_BACKEND = "openvino"
+
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "Ran", "TensorInfo", "check_model_file",
+           "choose", "open_backend"]
+
+
+def choose(contract_precision, backend="auto", device="auto", precision="auto") -> tuple:
+    """(backend, device, precision) that will run a file whose contract says
+    `contract_precision` ("float32", "int8", "fp16", "bf16")."""
+    _check_words(backend, device, precision)
+    wanted = _precision(contract_precision, precision)
+    if wanted == "bf16":
+        return _bf16(backend, device)
+    if backend == "openvino":
+        return "openvino", "cpu", wanted
+    if backend == "auto" and device != "cuda" and wanted == "int8" and installed("openvino"):
+        return INT8_BACKEND, "cpu", wanted
+    return "onnxruntime", device, wanted
+
+
+def _check_words(backend, device, precision) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if backend == "openvino" and device == "cuda":
+        raise DeviceError("backend 'openvino' runs on the CPU here; for CUDA use "
+                          "backend='onnxruntime' (or 'auto')")
+
+
+def _precision(contract_precision, precision) -> str:
+    own = FILE_PRECISION[contract_precision]
+    if precision in ("auto", own):
+        return own
+    if precision == "bf16":
+        raise UsageError("bf16 runs only from a verified bf16 variant: make one with `fexport "
+                         "convert MODEL.onnx --bf16 --eval-images DIR` and open MODEL.bf16.onnx")
+    raise UsageError(f"this file is a {contract_precision} variant; precision {precision!r} "
+                     "would need its float32 original: open that file instead")
+
+
+def _bf16(backend, device) -> tuple:
+    if backend == "onnxruntime" or device == "cuda":
+        raise DeviceError("bf16 runs on OpenVINO's CPU plugin (ONNX Runtime's CPU provider "
+                          "has no bf16 convolutions); use backend='openvino', device='cpu'")
+    if not host.native_bf16():
+        raise DeviceError(f"this CPU has no bf16 in hardware ({host.describe()}): emulated "
+                          "bf16 would be slower than float32; open the float32 file instead")
+    return "openvino", "cpu", "bf16"
+
+
+def open_backend(path, contract_precision="float32", backend="auto", device="auto",
+                 precision="auto", threads=None) -> Backend:
+    """Open `path` as `choose` decides; the backend's `ran` says what really runs."""
+    name, device, precision = choose(contract_precision, backend, device, precision)
+    if name == "openvino":
+        from .openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads, precision)
+    from .onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(path, device, threads, precision)

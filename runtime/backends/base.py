@@ -1,0 +1,38 @@
+"""What every backend offers: open a model file on a device at a precision, run a batch, and say
+what really ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ran:
+    """The truth about an opened model, read back from the engine, not from the request."""
+
+    backend: str  # "onnxruntime" or "openvino"
+    device: str  # "cpu" or "cuda"
+    precision: str  # "fp32", "bf16", "int8" or "fp16"
+
+    def __str__(self) -> str:
+        return f"{self.backend} {self.device} {self.precision}"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    type: str  # "tensor(float)", "tensor(uint8)"
+    shape: list  # ints and, for dynamic dimensions, names or None
+
+
+class Backend:
+    """One opened model. `run` is safe to call from several threads at once."""
+
+    ran: Ran
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - an interface
+        raise NotImplementedError
