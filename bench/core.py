@@ -54,10 +54,11 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
     created_s = time.perf_counter() - start
     contract = read_contract(path, input_size, sessions.OnnxRuntimeBackend(path, device))
     runners = [onnx_runner(session, contract)]
-    runners += [variant_runner(other, device, threads, input_size) for other in variants]
     skipped = []
-    if all_backends:
+    if all_backends:  # each variant on each backend, named by what ran
         runners += backend_runners([path, *variants], device, threads, skipped)
+    else:
+        runners += [variant_runner(other, device, threads, input_size) for other in variants]
     if compare_keras:
         from .keras_side import keras_runners  # TensorFlow: only when asked for
 

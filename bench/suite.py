@@ -73,10 +73,12 @@ def quantize(onnx_path, images, entry) -> Path:
     return int8
 
 
-def bench(onnx_path, batch_sizes, iters, images, device, compare_keras, variants=()) -> dict:
+def bench(onnx_path, batch_sizes, iters, images, device, compare_keras, variants=(),
+          extra=()) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         args = [onnx_path, "--batch-sizes", ",".join(map(str, batch_sizes)), "--iters", iters,
-                "--warmup", 2, "--images", images, "--device", device, "--json", out.name]
+                "--warmup", 2, "--images", images, "--device", device, "--json", out.name,
+                *extra]
         args += [a for v in variants for a in ("--variant", v)]
         _run_fexport("bench", *args, *(["--compare-keras"] if compare_keras else []))
         return json.loads(Path(out.name).read_text())

@@ -125,8 +125,11 @@ class FeatureExtractor:
             yield Batch([key for key, _ in good], features, failures)
 
     def predict(self, arrays) -> np.ndarray:
-        """Features for float32 (H, W, C) pixel arrays already at the model's size."""
-        batch = to_model_input(self.contract, np.stack(arrays))
+        """Features for float32 (H, W, C) pixel arrays already at the model's size (a list, or
+        one (N, H, W, C) array, which is used without a copy)."""
+        pixels = arrays if isinstance(arrays, np.ndarray) and arrays.ndim == 4 else \
+            np.stack(arrays)
+        batch = to_model_input(self.contract, pixels)
         size = self.contract.input.batch
         if size and len(batch) != size:
             return np.concatenate([self._run_padded(batch[i:i + size], size)
