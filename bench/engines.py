@@ -148,9 +148,21 @@ def _model_table(entry) -> list[str]:
         lines.append(f"| {name} | {row['images_per_s']:.1f} | "
                      f"{_ratio(row, keras)} | {_ratio(row, bare)} | "
                      f"{'1 (reference)' if precision == 'fp32' else _num(cosine)} |")
-    lines += [f"\nNot timed: {s['file']} on {s['backend']}: {s['reason']}"
+    lines += ["", fastest_verified(entry, rows, keras)]
+    lines += [f"\nNot timed: {Path(s['file']).name} on {s['backend']}: {s['reason']}"
               for s in entry["run"].get("skipped", [])]
     return lines + [""]
+
+
+def fastest_verified(entry, rows, keras) -> str:
+    """fexport's fastest call among float32 and the variants that passed their gate."""
+    passed = {"fp32"} | {p for p, q in entry["quality"].items()
+                         if q.get("passed") and "refused" not in q}
+    ours = [(row["images_per_s"], name) for name, row in rows.items()
+            if name.startswith("fexport ") and name.split()[-1] in passed]
+    rate, name = max(ours)
+    versus = f", {rate / keras['images_per_s']:.2f}x Keras predict" if keras else ""
+    return f"Fastest verified: **{name.removeprefix('fexport ')}**, {rate:.1f} images/s{versus}."
 
 
 def _ratio(row, other) -> str:

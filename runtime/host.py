@@ -43,6 +43,11 @@ def native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 
+def has_amx_int8() -> bool:
+    """Intel AMX tiles for INT8 (Sapphire Rapids and later)."""
+    return "amx_int8" in cpu_flags()
+
+
 def describe() -> str:
     flags = precision_flags()
     return f"{cpu_name()} ({', '.join(flags) if flags else 'no AVX-512/AMX/VNNI'})"

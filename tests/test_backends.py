@@ -25,7 +25,7 @@ RTOL = 1e-4
     ("float32", "auto", "auto", "auto", ("onnxruntime", "auto", "fp32")),
     ("float32", "auto", "cpu", "fp32", ("onnxruntime", "cpu", "fp32")),
     ("float32", "openvino", "auto", "auto", ("openvino", "cpu", "fp32")),
-    ("int8", "auto", "cpu", "auto", (backends.INT8_BACKEND, "cpu", "int8")),
+    ("int8", "auto", "cpu", "auto", (backends.int8_backend(), "cpu", "int8")),
     ("int8", "onnxruntime", "cpu", "auto", ("onnxruntime", "cpu", "int8")),
     ("fp16", "auto", "cuda", "auto", ("onnxruntime", "cuda", "fp16")),
 ])
@@ -44,6 +44,13 @@ def test_requests_that_cannot_be_met_say_why_and_how(file, backend, device, prec
                                                      words):
     with pytest.raises(error, match=words.replace("(", r"\(")):
         backends.choose(file, backend, device, precision)
+
+
+def test_int8_goes_to_openvino_where_amx_is(monkeypatch):
+    monkeypatch.setattr(host, "has_amx_int8", lambda: True)  # an Intel Xeon with AMX
+    assert backends.choose("int8") == ("openvino", "cpu", "int8")
+    monkeypatch.setattr(host, "has_amx_int8", lambda: False)  # AVX-512 VNNI only
+    assert backends.choose("int8") == ("onnxruntime", "auto", "int8")
 
 
 def test_bf16_follows_the_host(monkeypatch):

@@ -7,8 +7,9 @@ The rule, `choose`:
   only run from a bf16 variant, whose quality against float32 was measured (`fexport convert
   --bf16`): a reduced precision is a verified choice, never a silent one.
 - CUDA: ONNX Runtime. bf16: OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is
-  slower than float32). INT8: OpenVINO when installed, else ONNX Runtime (see INT8_BACKEND).
-  float32 and FP16: ONNX Runtime, the reference the exports were verified with.
+  slower than float32). INT8: OpenVINO on CPUs with AMX when it is installed, else ONNX Runtime
+  (see int8_backend). float32 and FP16: ONNX Runtime, the reference the exports were verified
+  with.
 An explicit backend that cannot serve the request raises DeviceError with the reason and a fix.
 """
 
@@ -25,10 +26,6 @@ BACKENDS = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
 # A contract's precision, in the words of the backends.
 FILE_PRECISION = {"float32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp16"}
-# Measured with `fexport bench --backends all` on an INT8 (QDQ) VGG16 and ResNet50: OpenVINO's
-# INT8 kernels ran 1.7x (Intel Xeon with AMX, issue #14) and MEASURED_ON_EPYC (AMD EPYC with
-# AVX-512 VNNI) the throughput of ONNX Runtime's on the same file.
-INT8_BACKEND = "openvino"
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Ran", "TensorInfo", "check_model_file",
            "choose", "open_backend"]
@@ -43,9 +40,19 @@ def choose(contract_precision, backend="auto", device="auto", precision="auto") 
         return _bf16(backend, device)
     if backend == "openvino":
         return "openvino", "cpu", wanted
-    if backend == "auto" and device != "cuda" and wanted == "int8" and installed("openvino"):
-        return INT8_BACKEND, "cpu", wanted
+    if backend == "auto" and device != "cuda" and wanted == "int8" \
+            and int8_backend() == "openvino":
+        return "openvino", "cpu", wanted
     return "onnxruntime", device, wanted
+
+
+def int8_backend() -> str:
+    """The faster engine for an INT8 (QDQ) file on this CPU, by a measured rule. On fexport's
+    own INT8 VGG16 and ResNet50 at batch 8, OpenVINO over ONNX Runtime: 1.74x and 1.83x on an
+    Intel Xeon with AMX (issue #14), 1.06x and 0.94x on an AMD EPYC with AVX-512 VNNI and no AMX
+    (bench/results/engines-amd-epyc-*.md): OpenVINO where AMX is, else ONNX Runtime, whose
+    kernels the INT8 file was calibrated with."""
+    return "openvino" if host.has_amx_int8() and installed("openvino") else "onnxruntime"
 
 
 def _check_words(backend, device, precision) -> None:
