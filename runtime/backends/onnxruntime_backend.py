@@ -33,7 +33,13 @@ class OnnxRuntimeBackend(Backend):
         self.outputs = [_info(o) for o in self.session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return run(self.session, self.inputs[0].name, self.outputs[0].name, batch)
+        if self.ran.device == "cuda":
+            return run(self.session, self.inputs[0].name, self.outputs[0].name, batch)
+        return self.session.run(self._output_names, {self.inputs[0].name: batch})[0]
+
+    @property
+    def _output_names(self) -> list[str]:
+        return [self.outputs[0].name]
 
 
 def _info(value) -> TensorInfo:
