@@ -102,10 +102,32 @@ def _int8(options, reference, candidate, workdir) -> None:
     method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
               "percentile": q.CalibrationMethod.Percentile}[options.method]
     with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print progress
+        cache = _entropy_ranges(prepared, options, reference, workdir) \
+            if options.method == "entropy" else None
         q.quantize_static(str(prepared), str(candidate), _CalibrationReader(options, reference),
                           quant_format=q.QuantFormat.QDQ, per_channel=True,
                           activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                          calibrate_method=method)
+                          calibrate_method=method, calibration_cache_path=cache)
+
+
+# quantize_static builds its entropy calibrator with 128 histogram bins and 128 quantized bins
+# and passes no option to change them, so the KL search over thresholds has one candidate, the
+# whole range: entropy then gives minmax's ranges exactly (issue #15 saw equal cosines to four
+# digits on every model). fexport calibrates entropy itself with TensorRT's 2048 bins, so the
+# search has 961 thresholds to choose from, and hands quantize_static the ranges as its cache.
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
+
+
+def _entropy_ranges(prepared, options, reference, workdir) -> str:
+    calibrate = require("onnxruntime.quantization.calibrate", "INT8 quantization")
+    calibrator = calibrate.create_calibrator(
+        Path(prepared), [], augmented_model_path=str(Path(workdir) / "entropy_augmented.onnx"),
+        calibrate_method=calibrate.CalibrationMethod.Entropy,
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS})
+    calibrator.collect_data(_CalibrationReader(options, reference))
+    cache = str(Path(workdir) / "entropy_ranges.json")
+    calibrate.save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 def _fp16(model, candidate) -> None:

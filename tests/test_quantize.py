@@ -132,3 +132,30 @@ def test_export_time_int8_and_bench_variant(image_sets, tmp_path):
             result)
     assert [r["runtime"] for r in json.loads(result.read_text())["results"]] == [
         "onnxruntime", "onnxruntime int8"]
+
+
+def _scales(path) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    return {t.name: numpy_helper.to_array(t).ravel()[0] for t in graph.initializer
+            if t.name.endswith("_scale")}
+
+
+def test_entropy_searches_its_thresholds_and_differs_from_minmax(xception_onnx, image_sets,
+                                                                 tmp_path):
+    """quantize_static alone gives entropy minmax's ranges (one candidate threshold); fexport's
+    own 2048-bin entropy calibration clips the long tails of the real model's activations."""
+    calibration, evaluation = image_sets
+    found = {}
+    for method in ("minmax", "entropy"):
+        out = tmp_path / f"{method}.onnx"
+        run_cli("quantize", xception_onnx, "--calibration-images", calibration,
+                "--eval-images", evaluation, "-o", out, "--method", method, "--min-cosine", "0")
+        found[method] = _scales(out)
+    shared = set(found["minmax"]) & set(found["entropy"])
+    clipped = [name for name in shared if found["entropy"][name] < found["minmax"][name]]
+    assert len(shared) > 20 and len(clipped) >= len(shared) // 4
+    assert contract_of(tmp_path / "entropy.onnx")[0]["quantization"]["method"].endswith(
+        "entropy")
