@@ -43,6 +43,7 @@ class QuantizeOptions:
     evaluation_images: list = field(default_factory=list)
     labels: list | None = None  # one per evaluation image, for the linear-probe accuracy
     min_cosine: float = quality.DEFAULT_MIN_COSINE
+    nodes_to_exclude: list = field(default_factory=list)  # INT8: nodes kept in float
 
 
 def quantize(options: QuantizeOptions) -> dict:
@@ -51,18 +52,31 @@ def quantize(options: QuantizeOptions) -> dict:
     _check(options)
     reference = FeatureExtractor(options.model, device="cpu")
     with tempfile.TemporaryDirectory() as workdir:
-        candidate = Path(workdir) / "candidate.onnx"
-        _convert(options, reference, candidate, workdir)
-        _mark(candidate, reference.contract, options.precision)
-        judged = FeatureExtractor(candidate, device="cpu")  # as `auto` will run the variant
-        report = quality.evaluate(reference, judged, options.evaluation_images, options.labels,
-                                  options.min_cosine)
-        report.update(precision=options.precision, method=_method_label(options),
-                      calibration_samples=_samples(options), measured_on=str(judged.ran),
-                      reference=str(reference.ran))
+        candidate = build(options, reference, workdir)
+        report = judge(candidate, reference, options)
         _save(candidate, reference.contract, report, options.output)
     if not report["passed"]:
         raise VerificationError(quality.failure_message(report, options.output), report)
+    return report
+
+
+def build(options, reference, workdir) -> Path:
+    """The candidate file in `workdir`, its contract naming the variant's precision."""
+    candidate = Path(workdir) / f"candidate-{len(list(Path(workdir).iterdir()))}.onnx"
+    _convert(options, reference, candidate, workdir)
+    _mark(candidate, reference.contract, options.precision)
+    return candidate
+
+
+def judge(candidate, reference, options, backend="auto") -> dict:
+    """The quality report of `candidate` against float32, on the backend that runs it (the
+    one path for quantize, convert and optimize)."""
+    judged = FeatureExtractor(candidate, device="cpu", backend=backend)
+    report = quality.evaluate(reference, judged, options.evaluation_images, options.labels,
+                              options.min_cosine)
+    report.update(precision=options.precision, method=_method_label(options),
+                  calibration_samples=_samples(options), measured_on=str(judged.ran),
+                  reference=str(reference.ran), kept_float=list(options.nodes_to_exclude))
     return report
 
 
@@ -98,7 +112,8 @@ def _int8(options, reference, candidate, workdir) -> None:
                                 "INT8 quantization").quant_pre_process
 
     prepared = Path(workdir) / "prepared.onnx"
-    quant_pre_process(str(options.model), str(prepared))
+    if not prepared.exists():  # one pre-processing serves every INT8 candidate of a model
+        quant_pre_process(str(options.model), str(prepared))
     method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
               "percentile": q.CalibrationMethod.Percentile}[options.method]
     with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print progress
@@ -107,7 +122,8 @@ def _int8(options, reference, candidate, workdir) -> None:
         q.quantize_static(str(prepared), str(candidate), _CalibrationReader(options, reference),
                           quant_format=q.QuantFormat.QDQ, per_channel=True,
                           activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                          calibrate_method=method, calibration_cache_path=cache)
+                          calibrate_method=method, calibration_cache_path=cache,
+                          nodes_to_exclude=list(options.nodes_to_exclude))
 
 
 # quantize_static builds its entropy calibrator with 128 histogram bins and 128 quantized bins
@@ -138,6 +154,11 @@ def _fp16(model, candidate) -> None:
     onnx.save(proto, str(candidate))
 
 
+def calibration_reader(options, reference):
+    """The calibration images as ONNX Runtime's calibration and debugging tools read them."""
+    return _CalibrationReader(options, reference)
+
+
 class _CalibrationReader:
     """Feeds calibration images to ONNX Runtime's calibrator, loaded exactly as the runtime
     loads them, one image per call (the calibrator keeps statistics, not batches)."""
@@ -157,6 +178,10 @@ class _CalibrationReader:
 
     def rewind(self):
         self.paths = iter(self.all_paths)
+
+    def __iter__(self):  # ONNX Runtime's QDQ debugging helpers iterate instead of get_next
+        self.rewind()
+        return iter(self.get_next, None)
 
 
 def _mark(candidate, contract, precision) -> None:

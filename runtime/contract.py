@@ -61,6 +61,8 @@ class Contract:
     verification: dict | None = None
     precision: str = "float32"  # "float32", or "int8"/"fp16" for a quantized variant
     quantization: dict | None = None  # a variant's quality report against its float32 model
+    backend: str | None = None  # the backend an optimized variant won on (`auto` opens it so)
+    optimization: dict | None = None  # `fexport optimize`'s table of candidates
     source_class: str | None = None  # the Keras class of an in-memory model ("Sequential")
     format_version: int = FORMAT_VERSION
 

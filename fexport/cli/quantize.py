@@ -27,6 +27,7 @@ Replace = Annotated[bool, typer.Option(
 def register(app: typer.Typer) -> None:
     app.command(name="quantize")(quantize)
     app.command(name="convert")(convert)
+    app.command(name="optimize")(optimize)
 
 
 def quantize(
@@ -70,6 +71,52 @@ def convert(
                          "float32 on real images")
     make_variant(model_file, precision, None, output, 0, "percentile", eval_images, min_cosine,
                  overwrite)
+
+
+def optimize(
+    model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
+    calibration_images: Annotated[str, typer.Option(
+        "--calibration-images", help="Folder of images like the ones you will extract; all "
+                                     "of them calibrate INT8. " + SPLIT_RULE)],
+    eval_images: EvalImages = None,
+    min_cosine: MinCosine = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Batch size to time at.")] = 8,
+    iters: Annotated[int, typer.Option(min=1, help="Timed rounds per candidate.")] = 10,
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", help="Where the chosen variant goes (default: MODEL.optimized.onnx)."
+    )] = None,
+    json_file: Annotated[Optional[str], typer.Option("--json", help="Write the table here.")]
+    = None,
+    overwrite: Replace = False,
+):
+    """Build every variant this host can run (float32 per backend, bf16, INT8 per calibration
+    method, INT8 with sensitive nodes in float), judge each on images the calibration did not
+    see, time each, and write the fastest that passes."""
+    import json
+    import tempfile
+
+    from fexport.precision import optimize as search
+    from fexport.precision import quality
+    from fexport.precision.quantize import derived_path
+    from fexport.runtime import atomic
+
+    from .export import refuse_existing
+
+    output = output or derived_path(model_file, "optimized")
+    refuse_existing([output], overwrite)
+    sets = _image_sets(calibration_images, eval_images, 10**6, "int8")
+    typer.echo(sets.summary())
+    with tempfile.TemporaryDirectory(prefix="fexport-optimize-") as workdir:
+        result = search.optimize(model_file, sets, output, quality.DEFAULT_MIN_COSINE
+                                 if min_cosine is None else min_cosine, batch_size, iters,
+                                 workdir)
+    for line in result.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {result.written}: {result.chosen['candidate']} on "
+               f"{result.chosen['backend']}" if result.written else "wrote nothing")
+    if json_file:
+        atomic.write_bytes(json_file, json.dumps(result.to_dict(), indent=1).encode())
 
 
 def make_variant(model_file, precision, calibration_dir, output, samples, method, eval_dir,

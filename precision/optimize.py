@@ -1,0 +1,202 @@
+"""`fexport optimize`: the fastest variant that keeps the features, chosen by measurement.
+
+Candidates are what this host can run: float32 on each backend, bf16 where the CPU has it in
+hardware, INT8 by each calibration method, and, when no INT8 passes, INT8 with its most
+sensitive nodes kept in float. Each is judged against float32 on images the calibration did not
+see (quantize.judge, the path `quantize` and `convert` use) and timed on this host at one batch
+size, all candidates interleaved. The fastest one that passes, if it beats float32, is written
+with the whole table in its contract, and its contract names the backend it won on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fexport.extras import installed, require
+from fexport.runtime import host
+from fexport.runtime.contract import write_onnx
+from fexport.runtime.extractor import FeatureExtractor
+
+from . import quality, quantize, sensitivity
+
+METHODS = ("percentile", "minmax", "entropy")
+# Nodes kept in float per step of the search, doubling: few steps, each a full quantization.
+KEEP_FLOAT_STEPS = (1, 2, 4, 8, 16, 32)
+
+
+@dataclass
+class Candidate:
+    name: str  # "int8 percentile", "int8 minmax, 4 nodes in float", "fp32"
+    backend: str
+    precision: str
+    file: str  # the ONNX file (the float32 original for fp32 candidates)
+    report: dict | None = None  # quality against float32; None for the reference itself
+    images_per_s: float = 0.0
+    verdict: str = ""  # "pass", or why not
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def row(self, baseline) -> dict:
+        report = self.report or {"min_cosine": 1.0, "mean_cosine": 1.0,
+                                 f"neighbour_overlap_at_{quality.NEIGHBOURS}": 1.0}
+        return {"candidate": self.name, "backend": self.backend, "precision": self.precision,
+                "images_per_s": self.images_per_s,
+                "speedup": self.images_per_s / baseline if baseline else None,
+                "min_cosine": report["min_cosine"], "mean_cosine": report["mean_cosine"],
+                "nearest_5": report[f"neighbour_overlap_at_{quality.NEIGHBOURS}"],
+                "kept_float": (self.report or {}).get("kept_float", []),
+                "verdict": self.verdict}
+
+
+@dataclass
+class OptimizeResult:
+    rows: list[dict]
+    chosen: dict | None  # the row written, or None when nothing beat float32 within the gate
+    written: str | None
+    batch_size: int
+    min_cosine: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def lines(self) -> list[str]:
+        header = (f"{'candidate':<34} {'backend':<12} {'precision':<9} {'images/s':>9} "
+                  f"{'speedup':>7} {'min cos':>8} {'mean cos':>8} {'near-5':>6}  verdict")
+        lines = [header]
+        for r in self.rows:
+            lines.append(f"{r['candidate']:<34} {r['backend']:<12} {r['precision']:<9} "
+                         f"{r['images_per_s']:>9.1f} {r['speedup']:>6.2f}x "
+                         f"{r['min_cosine']:>8.4f} {r['mean_cosine']:>8.4f} "
+                         f"{r['nearest_5']:>6.0%}  {r['verdict']}")
+        return lines + self.notes
+
+
+def optimize(model, sets, output, min_cosine=quality.DEFAULT_MIN_COSINE, batch_size=8,
+             iters=10, workdir=None) -> OptimizeResult:
+    """Build, judge and time the candidates for `model`; write the winner to `output`."""
+    reference = FeatureExtractor(model, device="cpu")
+    base = quantize.QuantizeOptions(model, str(output), "int8", sets.calibration,
+                                    len(sets.calibration), "percentile", sets.evaluation,
+                                    quantize.labels_for(sets.evaluation), min_cosine)
+    notes = []
+    candidates = _float32(model, reference, base) + _bf16(reference, base, workdir, notes)
+    candidates += _int8(reference, base, workdir, notes)
+    _time(candidates, reference.contract, batch_size, iters)
+    return _finish(candidates, reference, output, batch_size, min_cosine, notes)
+
+
+def _float32(model, reference, base) -> list[Candidate]:
+    found = [Candidate("fp32", "onnxruntime", "fp32", str(model), verdict="pass")]
+    if installed("openvino"):
+        options = dataclasses.replace(base, precision="fp32")
+        report = quality.evaluate(reference, FeatureExtractor(model, "cpu", backend="openvino"),
+                                  base.evaluation_images, base.labels, base.min_cosine)
+        found.append(_judged("fp32", "openvino", "fp32", model, report, options))
+    return found
+
+
+def _bf16(reference, base, workdir, notes) -> list[Candidate]:
+    if not (installed("openvino") and host.native_bf16()):
+        notes.append(f"no bf16 candidate: {'no OpenVINO' if not installed('openvino') else ''}"
+                     f"{'' if host.native_bf16() else 'no bf16 in hardware'} "
+                     f"({host.describe()})")
+        return []
+    options = dataclasses.replace(base, precision="bf16")
+    file = quantize.build(options, reference, workdir)
+    return [_judged("bf16", "openvino", "bf16", file, quantize.judge(file, reference, options),
+                    options)]
+
+
+def _int8(reference, base, workdir, notes) -> list[Candidate]:
+    """INT8 by each method, on each backend; then, if none passes, the sensitive-node search
+    from the method that came closest."""
+    found, files = [], {}
+    for method in METHODS:
+        options = dataclasses.replace(base, method=method)
+        files[method] = quantize.build(options, reference, workdir)
+        found += _on_backends(f"int8 {method}", files[method], reference, options)
+    if not any(c.passed for c in found):
+        closest = max(found, key=lambda c: c.report["min_cosine"])
+        method = closest.name.split()[-1]
+        found += _keep_float(reference, dataclasses.replace(base, method=method),
+                             files[method], workdir, notes)
+    return found
+
+
+def _on_backends(name, file, reference, options) -> list[Candidate]:
+    backends = ["onnxruntime"] + (["openvino"] if installed("openvino") else [])
+    return [_judged(name, backend, "int8", file,
+                    quantize.judge(file, reference, options, backend), options)
+            for backend in backends]
+
+
+def _keep_float(reference, options, qdq_file, workdir, notes) -> list[Candidate]:
+    """Keep the nodes whose quantization loses most (lowest signal-to-noise on the
+    calibration images) in float, doubling their number until the gate passes."""
+    ranking = sensitivity.rank_nodes(Path(workdir) / "prepared.onnx", qdq_file,
+                                     quantize.calibration_reader(options, reference), workdir)
+    tried = []
+    for count in KEEP_FLOAT_STEPS:
+        if count > len(ranking) // 2:
+            break  # past half the nodes in float, INT8 buys little speed
+        kept = dataclasses.replace(options, nodes_to_exclude=ranking[:count])
+        file = quantize.build(kept, reference, workdir)
+        tried += _on_backends(f"int8 {options.method}, {count} nodes in float", file,
+                              reference, kept)
+        if any(c.passed for c in tried):
+            break
+    notes.append(f"sensitive nodes, worst first: {', '.join(ranking[:8])}")
+    return tried
+
+
+def _judged(name, backend, precision, file, report, options) -> Candidate:
+    verdict = "pass" if report["passed"] else \
+        f"min cosine {report['min_cosine']:.4f} < {options.min_cosine:g}"
+    return Candidate(name, backend, precision, str(file), report, verdict=verdict)
+
+
+def _time(candidates, contract, batch_size, iters) -> None:
+    """Images/s of every candidate at `batch_size`, timed in turns in one process."""
+    from fexport.bench import core
+
+    runners = [core.Runner(str(i), FeatureExtractor(c.file, "cpu", backend=c.backend).predict)
+               for i, c in enumerate(candidates)]
+    pixels = core.random_pixels(contract, batch_size)
+    for row in core.bench_batch(runners, pixels, 2, iters, None):
+        candidates[int(row["runtime"])].images_per_s = row["images_per_s"]
+
+
+def _finish(candidates, reference, output, batch_size, min_cosine, notes) -> OptimizeResult:
+    baseline = candidates[0].images_per_s  # float32 on ONNX Runtime, the reference
+    fastest_fp32 = max(c.images_per_s for c in candidates if c.precision == "fp32")
+    passing = [c for c in candidates if c.passed and c.precision != "fp32"
+               and c.images_per_s > fastest_fp32]
+    rows = [c.row(baseline) for c in candidates]
+    result = OptimizeResult(rows, None, None, batch_size, min_cosine, notes)
+    if not passing:
+        notes.append("nothing beats float32 within the gate: no file written")
+        return result
+    best = max(passing, key=lambda c: c.images_per_s)
+    result.chosen = best.row(baseline)
+    result.written = _write(best, reference.contract, output, result)
+    return result
+
+
+def _write(best, contract, output, result) -> str:
+    onnx = require("onnx", "writing the optimized variant")
+    table = {"batch_size": result.batch_size, "min_cosine_threshold": result.min_cosine,
+             "chosen": best.name + f" on {best.backend}", "candidates": result.rows}
+    chosen = dataclasses.replace(contract, precision=_contract_precision(best.precision),
+                                 backend=best.backend, quantization=best.report,
+                                 optimization=table)
+    write_onnx(onnx.load(best.file), chosen, output)
+    return str(output)
+
+
+def _contract_precision(precision) -> str:
+    return "float32" if precision == "fp32" else precision
