@@ -1,0 +1,144 @@
+"""`fexport optimize` on the real pretrained VWW MobileNet: every candidate in the table with
+its verdict, the sensitive-node search keeping nodes in float (counted in the file), and the
+choice: the fastest passing variant beyond float32, written with its table, or nothing."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import VWW, run_cli
+from fexport.precision import optimize, quantize
+from fexport.runtime import FeatureExtractor, backends
+from fexport.runtime.extractor import stored_contract
+from test_quantize import CLASSES, crops
+
+METHODS = {"int8 percentile", "int8 minmax", "int8 entropy"}
+
+
+@pytest.fixture(scope="module")
+def vww(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vww") / "vww.onnx"
+    run_cli("export", VWW, "--layer", "activation_26", "--head", "avg", "--preprocess", "tf",
+            "-o", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory, photos):
+    """calibration/ (18 crops) and evaluation/<class>/ (4 other crops per class)."""
+    root = tmp_path_factory.mktemp("optimize_images")
+    for label, name in CLASSES.items():
+        for split, count, seed in (("calibration", 6, 10), (f"evaluation/{label}", 4, 11)):
+            (root / split).mkdir(parents=True, exist_ok=True)
+            for i, crop in enumerate(crops(photos / name, count, seed)):
+                crop.save(root / split / f"{label}_{i}.jpg", quality=92)
+    return root / "calibration", root / "evaluation"
+
+
+@pytest.fixture(scope="module")
+def strict_run(vww, image_sets, tmp_path_factory):
+    """A gate no INT8 candidate meets (cosine 0.9999), so the sensitive-node search runs."""
+    folder = tmp_path_factory.mktemp("strict")
+    calibration, evaluation = image_sets
+    proc = run_cli("optimize", vww, "--calibration-images", calibration, "--eval-images",
+                   evaluation, "--min-cosine", "0.9999", "--iters", "2", "-o",
+                   folder / "out.onnx", "--json", folder / "table.json")
+    return proc, json.loads((folder / "table.json").read_text()), folder / "out.onnx"
+
+
+def test_the_table_lists_every_candidate_with_its_verdict(strict_run):
+    proc, table, _ = strict_run
+    rows = table["rows"]
+    names = {(r["candidate"], r["backend"]) for r in rows}
+    assert ("fp32", "onnxruntime") in names and ("fp32", "openvino") in names
+    assert {(m, b) for m in METHODS for b in ("onnxruntime", "openvino")} <= names
+    for row in rows:
+        assert row["verdict"] == "pass" or row["verdict"].startswith("min cosine")
+        assert row["images_per_s"] > 0 and 0 < row["nearest_5"] <= 1
+    int8 = [r for r in rows if r["precision"] == "int8"]
+    assert int8 and all(r["verdict"] != "pass" for r in int8)  # none meets 0.9999
+    assert "candidate" in proc.stdout and "verdict" in proc.stdout
+
+
+def test_a_candidate_that_fails_is_never_written(strict_run):
+    _, table, out = strict_run
+    if table["written"] is None:
+        assert not out.exists()
+        return
+    assert table["chosen"]["verdict"] == "pass" and table["chosen"]["precision"] != "int8"
+
+
+def test_the_sensitive_search_keeps_nodes_in_float_and_helps(strict_run, vww, image_sets,
+                                                             tmp_path):
+    _, table, _ = strict_run
+    rows = [r for r in table["rows"] if r["backend"] == "onnxruntime"]
+    searched = [r for r in rows if "nodes in float" in r["candidate"]]
+    assert searched and all(len(r["kept_float"]) == int(r["candidate"].split(", ")[1].split()[0])
+                            for r in searched)
+    method = searched[0]["candidate"].split(",")[0]
+    plain = next(r for r in rows if r["candidate"] == method)
+    assert max(r["min_cosine"] for r in searched) > plain["min_cosine"]
+    # In the file: the kept nodes are not fed by a DequantizeLinear, as they are without it.
+    kept = searched[-1]["kept_float"]
+    calibration, evaluation = image_sets
+    counts = []
+    for exclude in ([], kept):
+        out = tmp_path / f"keep{len(exclude)}.onnx"
+        options = quantize.QuantizeOptions(
+            str(vww), str(out), "int8", sorted(map(str, calibration.iterdir())), 64,
+            method.split()[-1], sorted(map(str, evaluation.rglob("*.jpg"))), None, 0.0,
+            nodes_to_exclude=kept if exclude else [])
+        quantize.quantize(options)
+        counts.append(_float_convs(out))
+    assert counts[1] > counts[0]
+
+
+def _float_convs(path) -> int:
+    """Conv nodes whose data input is not dequantized INT8: they compute in float."""
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(n.op_type == "Conv" and n.input[0] not in dequantized for n in graph.node)
+
+
+def _candidate(name, precision, backend, rate, verdict, file):
+    return optimize.Candidate(name, backend, precision, str(file),
+                              {"min_cosine": 0.999, "mean_cosine": 0.9995,
+                               "neighbour_overlap_at_5": 1.0, "kept_float": []},
+                              images_per_s=rate, verdict=verdict)
+
+
+def test_the_fastest_passing_variant_beyond_float32_is_chosen(vww, image_sets, tmp_path):
+    """The choice itself, on given rates and verdicts (the timings of a real run vary)."""
+    calibration, evaluation = image_sets
+    int8 = tmp_path / "vww.int8.onnx"
+    quantize.quantize(quantize.QuantizeOptions(
+        str(vww), str(int8), "int8", sorted(map(str, calibration.iterdir())), 64, "minmax",
+        sorted(map(str, evaluation.rglob("*.jpg"))), None, 0.0))
+    reference = FeatureExtractor(vww, device="cpu")
+    out = tmp_path / "best.onnx"
+    candidates = [_candidate("fp32", "fp32", "onnxruntime", 100, "pass", vww),
+                  _candidate("int8 minmax", "int8", "onnxruntime", 300, "min cosine 0.98", int8),
+                  _candidate("int8 percentile", "int8", "openvino", 200, "pass", int8),
+                  _candidate("int8 percentile", "int8", "onnxruntime", 150, "pass", int8)]
+    result = optimize._finish(candidates, reference, out, 8, 0.99, [])
+    assert result.chosen["candidate"] == "int8 percentile" and result.written == str(out)
+    contract = stored_contract(out)
+    assert (contract.precision, contract.backend) == ("int8", "openvino")
+    assert len(contract.optimization["candidates"]) == 4
+    assert contract.optimization["chosen"] == "int8 percentile on openvino"
+    opened = FeatureExtractor(out, device="cpu")  # auto: where it was measured fastest
+    assert opened.backend == "openvino" and opened.precision == "int8"
+    # Nothing beyond float32: nothing is written.
+    slow = [candidates[0], _candidate("bf16", "bf16", "openvino", 90, "pass", vww)]
+    none = optimize._finish(slow, reference, tmp_path / "none.onnx", 8, 0.99, [])
+    assert none.written is None and not (tmp_path / "none.onnx").exists()
+    assert "nothing beats float32" in none.notes[-1]
+    assert backends.choose("int8", "onnxruntime")[0] == "onnxruntime"  # explicit still wins
+
+
+def test_optimized_features_stay_close(vww, photo_paths):
+    """A sanity check of the test's own model: float32 features are finite and varied."""
+    features = FeatureExtractor(vww, device="cpu").extract(photo_paths)
+    assert np.isfinite(features).all() and features.std(axis=0).max() > 0
