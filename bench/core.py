@@ -24,7 +24,12 @@ import numpy as np
 
 from fexport.runtime import host, images
 from fexport.runtime.backends import onnxruntime_backend as sessions
-from fexport.runtime.extractor import FeatureExtractor, read_contract, to_model_input
+from fexport.runtime.extractor import (
+    FeatureExtractor,
+    read_contract,
+    stored_contract,
+    to_model_input,
+)
 
 PERCENTILES = (50, 90, 95, 99)
 ONNXRUNTIME = "onnxruntime"
@@ -52,7 +57,7 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
     start = time.perf_counter()
     session = sessions.open_session(path, device, threads)
     created_s = time.perf_counter() - start
-    contract = read_contract(path, input_size, sessions.OnnxRuntimeBackend(path, device))
+    contract = contract_of(path, device, input_size)
     runners = [onnx_runner(session, contract)]
     skipped = []
     if all_backends:  # each variant on each backend, named by what ran
@@ -88,6 +93,13 @@ def variant_runner(path, device, threads, input_size) -> Runner:
     backend = "auto" if contract.precision == "bf16" else ONNXRUNTIME
     extractor = FeatureExtractor(path, device, threads, backend=backend, input_size=input_size)
     return Runner(f"{extractor.backend} {contract.precision}", extractor.predict)
+
+
+def contract_of(path, device, input_size):
+    """The file's contract; for a file without one, inferred from its input (an engine opened
+    only then)."""
+    return stored_contract(path) or read_contract(
+        path, input_size, sessions.OnnxRuntimeBackend(path, device))
 
 
 def backend_runners(paths, device, threads, skipped) -> list[Runner]:
