@@ -88,9 +88,10 @@ def onnx_runner(session, contract) -> Runner:
 
 def variant_runner(path, device, threads, input_size) -> Runner:
     """A reduced-precision file of the same model, on ONNX Runtime where it can run it (the
-    float32 row's engine), else (bf16) on the backend that can; named by what ran."""
+    float32 row's engine), else (bf16) on the backend that can, and an optimized file on the
+    backend its contract names; named by what ran."""
     contract = read_contract(path, input_size)
-    backend = "auto" if contract.precision == "bf16" else ONNXRUNTIME
+    backend = "auto" if contract.precision == "bf16" or contract.backend else ONNXRUNTIME
     extractor = FeatureExtractor(path, device, threads, backend=backend, input_size=input_size)
     return Runner(f"{extractor.backend} {contract.precision}", extractor.predict)
 
