@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fexport.extras import installed, require
-from fexport.runtime import host
+from fexport.runtime import backends, host
 from fexport.runtime.contract import write_onnx
 from fexport.runtime.extractor import FeatureExtractor
 
@@ -83,10 +83,12 @@ def optimize(model, sets, output, min_cosine=quality.DEFAULT_MIN_COSINE, batch_s
     base = quantize.QuantizeOptions(model, str(output), "int8", sets.calibration,
                                     len(sets.calibration), "percentile", sets.evaluation,
                                     quantize.labels_for(sets.evaluation), min_cosine)
-    notes = []
+    notes = [] if backends.cuda_available() else ["no FP16 candidate: FP16 is for CUDA, and "
+                                                   "this host has no CUDA device"]
     candidates = _float32(model, reference, base) + _bf16(reference, base, workdir, notes)
-    candidates += _int8(reference, base, workdir, notes)
-    _time(candidates, reference.contract, batch_size, iters)
+    timer = _Timer(reference.contract, batch_size, iters)
+    candidates += _int8(reference, base, workdir, notes, (candidates, timer))
+    timer(candidates)  # all together, for the table
     return _finish(candidates, reference, output, batch_size, min_cosine, notes)
 
 
@@ -112,7 +114,7 @@ def _bf16(reference, base, workdir, notes) -> list[Candidate]:
                     options)]
 
 
-def _int8(reference, base, workdir, notes) -> list[Candidate]:
+def _int8(reference, base, workdir, notes, timing) -> list[Candidate]:
     """INT8 by each method, on each backend; then, if none passes, the sensitive-node search
     from the method that came closest."""
     found, files = [], {}
@@ -123,8 +125,11 @@ def _int8(reference, base, workdir, notes) -> list[Candidate]:
     if not any(c.passed for c in found):
         closest = max(found, key=lambda c: c.report["min_cosine"])
         method = closest.name.split()[-1]
+        others, timer = timing
+        timer(others)
+        best = max((c for c in others if c.passed), key=lambda c: c.images_per_s)
         found += _keep_float(reference, dataclasses.replace(base, method=method),
-                             files[method], workdir, notes)
+                             (files[method], workdir), notes, (best, timer))
     return found
 
 
@@ -135,22 +140,28 @@ def _on_backends(name, file, reference, options) -> list[Candidate]:
             for backend in backends]
 
 
-def _keep_float(reference, options, qdq_file, workdir, notes) -> list[Candidate]:
+def _keep_float(reference, options, files, notes, speed) -> list[Candidate]:
     """Keep the nodes whose quantization loses most (lowest signal-to-noise on the
-    calibration images) in float, doubling their number until the gate passes."""
+    calibration images) in float, doubling their number, until the gate passes, half the
+    nodes are float, or the candidate is no longer faster than `best` passing one."""
+    (qdq_file, workdir), (best, timer) = files, speed
     ranking = sensitivity.rank_nodes(Path(workdir) / "prepared.onnx", qdq_file,
                                      quantize.calibration_reader(options, reference), workdir)
-    tried = []
-    for count in KEEP_FLOAT_STEPS:
-        if count > len(ranking) // 2:
-            break  # past half the nodes in float, INT8 buys little speed
-        kept = dataclasses.replace(options, nodes_to_exclude=ranking[:count])
-        file = quantize.build(kept, reference, workdir)
-        tried += _on_backends(f"int8 {options.method}, {count} nodes in float", file,
-                              reference, kept)
-        if any(c.passed for c in tried):
+    names, tried = [name for name, _ in ranking], []
+    notes.append("sensitive nodes, worst first (signal-to-quantization-noise, dB): " +
+                 ", ".join(f"{name} {db:.1f}" for name, db in ranking[:8]))
+    for count in (c for c in KEEP_FLOAT_STEPS if c <= len(names) // 2):
+        kept = dataclasses.replace(options, nodes_to_exclude=names[:count])
+        step = _on_backends(f"int8 {options.method}, {count} nodes in float",
+                            quantize.build(kept, reference, workdir), reference, kept)
+        tried += step
+        if any(c.passed for c in step):
             break
-    notes.append(f"sensitive nodes, worst first: {', '.join(ranking[:8])}")
+        timer([best, *step])
+        if max(c.images_per_s for c in step) <= best.images_per_s:
+            notes.append(f"search stopped at {count} nodes in float: no faster than "
+                         f"{best.name} on {best.backend}")
+            break
     return tried
 
 
@@ -160,15 +171,22 @@ def _judged(name, backend, precision, file, report, options) -> Candidate:
     return Candidate(name, backend, precision, str(file), report, verdict=verdict)
 
 
-def _time(candidates, contract, batch_size, iters) -> None:
-    """Images/s of every candidate at `batch_size`, timed in turns in one process."""
-    from fexport.bench import core
+@dataclass
+class _Timer:
+    """Sets the images/s of candidates at `batch_size`, timed in turns in one process."""
 
-    runners = [core.Runner(str(i), FeatureExtractor(c.file, "cpu", backend=c.backend).predict)
-               for i, c in enumerate(candidates)]
-    pixels = core.random_pixels(contract, batch_size)
-    for row in core.bench_batch(runners, pixels, 2, iters, None):
-        candidates[int(row["runtime"])].images_per_s = row["images_per_s"]
+    contract: object
+    batch_size: int
+    iters: int
+
+    def __call__(self, candidates) -> None:
+        from fexport.bench import core
+
+        runners = [core.Runner(str(i), FeatureExtractor(c.file, "cpu", backend=c.backend)
+                               .predict) for i, c in enumerate(candidates)]
+        pixels = core.random_pixels(self.contract, self.batch_size)
+        for row in core.bench_batch(runners, pixels, 2, self.iters, None):
+            candidates[int(row["runtime"])].images_per_s = row["images_per_s"]
 
 
 def _finish(candidates, reference, output, batch_size, min_cosine, notes) -> OptimizeResult:

@@ -20,8 +20,9 @@ from fexport.extras import require
 IMAGES = 8
 
 
-def rank_nodes(prepared, qdq_file, reader, workdir) -> list[str]:
-    """Names of the prepared float model's nodes, the most sensitive first."""
+def rank_nodes(prepared, qdq_file, reader, workdir) -> list[tuple[str, float]]:
+    """(name, signal-to-quantization-noise ratio in dB) of the prepared float model's nodes,
+    the most sensitive (lowest ratio) first."""
     debug = require("onnxruntime.quantization.qdq_loss_debug", "the sensitive-node search")
     reader.all_paths = reader.all_paths[:IMAGES]
     activations = {}
@@ -36,11 +37,11 @@ def rank_nodes(prepared, qdq_file, reader, workdir) -> list[str]:
     return _by_score(prepared, {name: e["qdq_err"] for name, e in errors.items()})
 
 
-def _by_score(prepared, noise_ratio) -> list[str]:
+def _by_score(prepared, noise_ratio) -> list[tuple[str, float]]:
     graph = require("onnx", "the sensitive-node search").load(str(prepared)).graph
     scores = {}
     for node in graph.node:
         ratios = [noise_ratio[t] for t in (*node.input, *node.output) if t in noise_ratio]
         if node.name and ratios:
             scores[node.name] = min(ratios)
-    return sorted(scores, key=scores.get)
+    return sorted(scores.items(), key=lambda item: item[1])

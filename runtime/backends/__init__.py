@@ -20,7 +20,7 @@ from fexport.extras import installed
 
 from .. import host
 from .base import Backend, Ran, TensorInfo
-from .onnxruntime_backend import check_model_file
+from .onnxruntime_backend import check_model_file, cuda_available
 
 BACKENDS = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -28,7 +28,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 FILE_PRECISION = {"float32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp16"}
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Ran", "TensorInfo", "check_model_file",
-           "choose", "open_backend"]
+           "choose", "cuda_available", "open_backend"]
 
 
 def choose(contract_precision, backend="auto", device="auto", precision="auto") -> tuple:
