@@ -61,7 +61,7 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
     runners = [onnx_runner(session, contract)]
     skipped = []
     if all_backends:  # each variant on each backend, named by what ran
-        runners += backend_runners([path, *variants], device, threads, skipped)
+        runners += backend_runners([path, *variants], device, (threads, input_size), skipped)
     else:
         runners += [variant_runner(other, device, threads, input_size) for other in variants]
     if compare_keras:
@@ -103,16 +103,18 @@ def contract_of(path, device, input_size):
         path, input_size, sessions.OnnxRuntimeBackend(path, device))
 
 
-def backend_runners(paths, device, threads, skipped) -> list[Runner]:
+def backend_runners(paths, device, engine_options, skipped) -> list[Runner]:
     """For each file on each backend that can run it: fexport's call and the bare API.
     What cannot run here goes to `skipped`, with the reason."""
     from fexport.errors import FexportError
 
+    threads, input_size = engine_options
     runners = []
     for path in paths:
         for backend in BACKENDS:
             try:
-                extractor = FeatureExtractor(path, device, threads, backend=backend)
+                extractor = FeatureExtractor(path, device, threads, backend=backend,
+                                             input_size=input_size)
             except FexportError as exc:
                 skipped.append({"file": str(path), "backend": backend, "reason": str(exc)})
                 continue

@@ -112,20 +112,33 @@ def keras_module(model):
 _SCOPE_UNSAFE = re.compile(r"[^A-Za-z0-9_.\\/>-]")
 
 
-def make_names_scope_safe(model) -> None:
-    """Rename layers whose names TensorFlow refuses as name scopes (spaces, ':', '+' ...).
+def make_names_scope_safe(model) -> list[tuple]:
+    """Rename layers whose names TensorFlow refuses as name scopes (spaces, ':', '+' ...);
+    the (layer, old name) pairs, for `restore_names`.
 
     Keras accepts any layer name, but calling the model inside a tf.function opens a name scope
     per layer and fails on "conv 1". Callers resolve layers (and record their names) first.
     """
-    taken = {layer.name for layer in model.layers}
+    taken, renamed = {layer.name for layer in model.layers}, []
     for layer in model.layers:
         if _SCOPE_UNSAFE.search(layer.name):
             safe = _SCOPE_UNSAFE.sub("_", layer.name)
             while safe in taken:
                 safe += "_"
             taken.add(safe)
-            try:
-                layer.name = safe  # Keras 3: a plain attribute
-            except AttributeError:
-                layer._name = safe  # tf_keras: a read-only property over _name
+            renamed.append((layer, layer.name))
+            _rename(layer, safe)
+    return renamed
+
+
+def restore_names(renamed) -> None:
+    """Give a user's live model its own layer names back after the export."""
+    for layer, name in renamed:
+        _rename(layer, name)
+
+
+def _rename(layer, name) -> None:
+    try:
+        layer.name = name  # Keras 3: a plain attribute
+    except AttributeError:
+        layer._name = name  # tf_keras: a read-only property over _name

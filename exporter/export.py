@@ -78,11 +78,19 @@ class Prepared:
     spec: object  # the registry ModelSpec, or None for a file
     layout: layouts.ModelLayout  # how the Keras model takes its images and holds its outputs
     flatten_order: str  # options.flatten_order, or the cut layer's own
+    renamed: list = field(default_factory=list)  # (layer, name) renamed for TensorFlow scopes
 
 
 def export(options: ExportOptions) -> ExportResult:
     _check_options(options)
     prepared = prepare(options)
+    try:
+        return _convert_and_verify(prepared, options)
+    finally:
+        cut.restore_names(prepared.renamed)  # a live model keeps its own layer names
+
+
+def _convert_and_verify(prepared, options) -> ExportResult:
     contract = make_contract(prepared, options)
     function, lifted = _feature_function(prepared, contract, options, lift=True)
     proto = convert.to_onnx(function, lifted, options.opset)
@@ -130,7 +138,7 @@ def prepare(options) -> Prepared:
     model, source, spec = _load(options, selectors)
     layers = [_resolve(model, spec, s) for s in selectors]
     names = [layer.name for layer in layers]
-    cut.make_names_scope_safe(model)
+    renamed = cut.make_names_scope_safe(model)
     layout = layouts.of_model(model)
     input_spec = _input_spec(model, layout, options)
     cut_model = fix_input_size(cut.cut(model, layers), input_spec, layout)
@@ -139,7 +147,7 @@ def prepare(options) -> Prepared:
     for layer, shape in zip(layers, output_shapes(cut_model, layout)):
         heads.check(options.head, shape, layer.name)
     return Prepared(cut_model, source, names, input_spec, mode, spec, layout,
-                    options.flatten_order or layout.flatten_order())
+                    options.flatten_order or layout.flatten_order(), renamed)
 
 
 def _load(options, selectors):

@@ -7,6 +7,11 @@ and are put into the model's own layout right before it; 4-D layer outputs of a 
 model are moved to channels-last right after it, so the heads have one definition. A flatten
 head then defaults to the layer's own order, which is what `predict(x).reshape(len(x), -1)`
 gives in Keras.
+
+Whether outputs are channels-first is decided once for the model (any layer with
+data_format="channels_first"), not per cut layer: a model that mixes both formats and is cut
+before its channels-first part would have its outputs transposed; pass --flatten-order and use
+an unmixed model there.
 """
 
 from __future__ import annotations

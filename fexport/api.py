@@ -53,8 +53,8 @@ def _export_options(model, chosen):
 def _image_list(images) -> list:
     from fexport.runtime.images import list_images
 
-    if isinstance(images, (str, os.PathLike)) and os.path.isdir(images):
-        return list_images(images)
+    if isinstance(images, (str, os.PathLike)):
+        return list_images(images) if os.path.isdir(images) else [str(images)]
     return [str(p) for p in images]
 
 

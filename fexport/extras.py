@@ -50,10 +50,11 @@ PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
 class MissingDependencyError(FexportError, ImportError):
     """An optional package that this feature needs is not installed."""
 
-    def __init__(self, module, purpose, extra):
+    def __init__(self, module, purpose, extra, broken=None):
         self.module, self.extra = module, extra
-        super().__init__(f"{purpose} needs {module}, which is not installed: "
-                         f"{install_command(extra)}")
+        state = "which is not installed" if broken is None else \
+            f"which is installed but does not import ({broken}); reinstall it"
+        super().__init__(f"{purpose} needs {module}, {state}: {install_command(extra)}")
 
 
 def install_command(extra) -> str:
@@ -73,8 +74,10 @@ def require(module, purpose):
     except ImportError as exc:
         missing = _missing_package(exc, module)
         if missing is None:
-            raise  # the package is there but broken: its own error says more
-        raise MissingDependencyError(missing, purpose, PROVIDED_BY[missing]) from exc
+            raise  # not one of ours: its own error says more
+        broken = None if isinstance(exc, ModuleNotFoundError) and not installed(missing) \
+            else " ".join(str(exc).split())[:200]
+        raise MissingDependencyError(missing, purpose, PROVIDED_BY[missing], broken) from exc
 
 
 def _missing_package(exc, module) -> str | None:

@@ -67,7 +67,7 @@ def _images_in(folder) -> list[str]:
 def _two_folders(calibration, evaluation, samples, precision) -> ImageSets:
     (calibration_dir, calibration_images), (evaluation_dir, evaluation_images) = \
         calibration, evaluation
-    calibrate = calibration_images[:samples] if _calibrates(precision) else []
+    calibrate = _shuffled(calibration_images)[:samples] if _calibrates(precision) else []
     found = f"found {len(evaluation_images)} images in {evaluation_dir}"
     if _calibrates(precision):
         found = (f"found {len(calibration_images)} calibration images in {calibration_dir} "
@@ -84,10 +84,16 @@ def check_counts(calibrating, judging, precision, found) -> None:
                          "too few")
 
 
-def split(paths, samples) -> tuple[list[str], list[str]]:
-    """Calibration and evaluation images from one folder, by the rule in this module's doc."""
+def _shuffled(paths) -> list[str]:
+    """A fixed shuffle: a folder sorted by class must not calibrate on its first classes."""
     paths = sorted(map(str, paths))
     random.Random(0).shuffle(paths)
+    return paths
+
+
+def split(paths, samples) -> tuple[list[str], list[str]]:
+    """Calibration and evaluation images from one folder, by the rule in this module's doc."""
+    paths = _shuffled(paths)
     kept = max(MIN_EVALUATION_IMAGES, math.ceil(len(paths) / 3))
     calibrating = max(0, min(samples, len(paths) - kept))
     return paths[:calibrating], paths[calibrating:]

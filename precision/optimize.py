@@ -76,10 +76,11 @@ class OptimizeResult:
         return lines + self.notes
 
 
-def optimize(model, sets, output, min_cosine=quality.DEFAULT_MIN_COSINE, batch_size=8,
-             iters=10, workdir=None) -> OptimizeResult:
-    """Build, judge and time the candidates for `model`; write the winner to `output`."""
-    reference = FeatureExtractor(model, device="cpu")
+def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE,
+             batch_size=8, iters=10) -> OptimizeResult:
+    """Build, judge and time the candidates for `model` in the folder `workdir`; write the
+    winner to `output`."""
+    reference = quantize.float32_reference(model)
     base = quantize.QuantizeOptions(model, str(output), "int8", sets.calibration,
                                     len(sets.calibration), "percentile", sets.evaluation,
                                     quantize.labels_for(sets.evaluation), min_cosine)
@@ -103,10 +104,12 @@ def _float32(model, reference, base) -> list[Candidate]:
 
 
 def _bf16(reference, base, workdir, notes) -> list[Candidate]:
-    if not (installed("openvino") and host.native_bf16()):
-        notes.append(f"no bf16 candidate: {'no OpenVINO' if not installed('openvino') else ''}"
-                     f"{'' if host.native_bf16() else 'no bf16 in hardware'} "
-                     f"({host.describe()})")
+    missing = [reason for reason, absent in (("OpenVINO is not installed",
+                                               not installed("openvino")),
+                                              ("no bf16 in hardware", not host.native_bf16()))
+               if absent]
+    if missing:
+        notes.append(f"no bf16 candidate: {'; '.join(missing)} ({host.describe()})")
         return []
     options = dataclasses.replace(base, precision="bf16")
     file = quantize.build(options, reference, workdir)

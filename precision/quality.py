@@ -20,6 +20,7 @@ from fexport.extras import require
 DEFAULT_MIN_COSINE = 0.99
 NEIGHBOURS = 5
 MIN_EVALUATION_IMAGES = NEIGHBOURS + 2
+PROBE_FOLDS = 3  # the linear probe's cross-validation: each class needs this many images
 
 
 def evaluate(reference, candidate, paths, labels=None, min_cosine=DEFAULT_MIN_COSINE) -> dict:
@@ -66,7 +67,7 @@ def neighbour_overlap(expected, actual, k=NEIGHBOURS) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
 
 
-def probe_accuracy(features, labels, folds=3) -> float:
+def probe_accuracy(features, labels, folds=PROBE_FOLDS) -> float:
     """Cross-validated accuracy of a logistic regression on standardized features."""
     purpose = "the linear-probe accuracy (evaluation images in class folders)"
     linear_model = require("sklearn.linear_model", purpose)

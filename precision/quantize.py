@@ -50,7 +50,7 @@ def quantize(options: QuantizeOptions) -> dict:
     """Write the reduced-precision model; its quality report. Raises VerificationError (after
     writing, so the file can be inspected) when min cosine falls below the threshold."""
     _check(options)
-    reference = FeatureExtractor(options.model, device="cpu")
+    reference = float32_reference(options.model)
     with tempfile.TemporaryDirectory() as workdir:
         candidate = build(options, reference, workdir)
         report = judge(candidate, reference, options)
@@ -58,6 +58,15 @@ def quantize(options: QuantizeOptions) -> dict:
     if not report["passed"]:
         raise VerificationError(quality.failure_message(report, options.output), report)
     return report
+
+
+def float32_reference(model) -> FeatureExtractor:
+    """The float32 export every variant is made from and judged against."""
+    reference = FeatureExtractor(model, device="cpu")
+    if reference.contract.precision != "float32" or reference.contract.backend:
+        raise UsageError(f"{model} is a {reference.contract.precision} variant; variants are "
+                         "made from the float32 export: pass that file")
+    return reference
 
 
 def build(options, reference, workdir) -> Path:
@@ -223,6 +232,6 @@ def label_of(path) -> str:
 def labels_for(paths) -> list | None:
     """Folder-per-class labels when the evaluation images sit in two or more class folders."""
     labels = [label_of(p) for p in paths]
-    return labels if len(set(labels)) >= 2 and min(map(labels.count, set(labels))) >= 2 \
-        else None
+    enough = min(map(labels.count, set(labels)), default=0) >= quality.PROBE_FOLDS
+    return labels if len(set(labels)) >= 2 and enough else None
 

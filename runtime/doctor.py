@@ -13,11 +13,14 @@ from dataclasses import asdict, dataclass, field
 
 from fexport import extras
 
+from . import host
+
 CUDA_LIBRARIES = (("CUDA runtime", ("libcudart.so.13", "libcudart.so.12")),
                   ("cuBLAS", ("libcublas.so.13", "libcublas.so.12")),
                   ("cuDNN", ("libcudnn.so.9",)))
-PACKAGES = ("fexport", "numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow",
-            "keras", "tf_keras", "tf2onnx", "scikit-learn", "pyarrow", "ray")
+PACKAGES = ("fexport", "numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "openvino", "onnx",
+            "sympy", "tensorflow", "keras", "tf_keras", "tf2onnx", "scikit-learn", "pyarrow",
+            "ray")
 
 
 @dataclass
@@ -47,7 +50,8 @@ def report() -> Report:
             "version": ort.__version__, "build": ort.get_device(),
             "providers": ort.get_available_providers()},
         cuda_libraries=_cuda_libraries(ort),
-        cpu={"logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
+        cpu={"name": host.cpu_name(), "flags": host.precision_flags(),
+             "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
         packages={name: _version(name) for name in PACKAGES})
 
 

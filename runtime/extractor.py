@@ -55,10 +55,7 @@ class FeatureExtractor:
               keep_aspect, exif, workers):
         self.path, self.workers = path, max(1, int(workers))
         stored = stored_contract(path)
-        if backend == "auto" and stored and stored.backend and device != "cuda":
-            backend = stored.backend  # an optimized file runs where it was measured fastest
-        self.engine = backends.open_backend(path, stored.precision if stored else "float32",
-                                            backend, device, precision, threads)
+        self.engine = backends.open_backend(path, stored, backend, device, precision, threads)
         self.contract = stored or _infer_contract(self.engine, path, input_size)
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,

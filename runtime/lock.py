@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fexport.errors import OutputError
 
-_held: dict[str, list] = {}  # lock path -> [fd, depth], for this process
+_held: dict[str, list] = {}  # lock path -> [fd, depth, owning thread], for this process
 _guard = threading.Lock()
 
 
@@ -30,11 +30,14 @@ def lock_path(output) -> Path:
 @contextlib.contextmanager
 def exclusive(output):
     """Hold the output's lock for the `with` block; OutputError if another process holds it."""
-    path = str(lock_path(output))
+    path = os.path.abspath(lock_path(output))
     with _guard:
         entry = _held.get(path)
         if entry is None:
-            entry = _held[path] = [_acquire(path, output), 0]
+            entry = _held[path] = [_acquire(path, output), 0, threading.get_ident()]
+        elif entry[2] != threading.get_ident():  # one writer per output within a process too
+            raise OutputError(f"{output} is being written by another thread of this process; "
+                              f"its lock is {path}. Write each output from one thread")
         entry[1] += 1
     try:
         yield Path(path)

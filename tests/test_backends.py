@@ -132,3 +132,11 @@ def test_bench_times_every_backend_beside_its_bare_api(resnet8_onnx, bf16_varian
         assert any(s["backend"] == "onnxruntime" and "bf16" in s["reason"]
                    for s in data["skipped"])
     assert data["machine"]["cpu_flags"] == host.precision_flags()
+
+
+def test_an_optimized_file_follows_its_backend_or_says_why_not():
+    assert backends.choose("int8", preferred="openvino", device="cpu")[0] == "openvino"
+    with pytest.warns(RuntimeWarning, match="does not run on CUDA"):
+        assert backends.choose("int8", preferred="openvino", device="cuda")[0] == "onnxruntime"
+    with pytest.raises(DeviceError, match="unknown device 'gpu'"):
+        backends.choose("float32", device="gpu")

@@ -240,3 +240,13 @@ def test_keras2_h5_with_channels_first_layers(tmp_path):
     pool = tf_keras.Model(model.inputs, model.get_layer("pool").output)
     assert_close(FeatureExtractor(tmp_path / "cf.onnx", device="cpu").extract(x),
                  pool.predict(x, verbose=0).reshape(2, -1))
+
+
+def test_a_live_model_keeps_its_own_layer_names(tmp_path):
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv 1"),
+                              keras.layers.MaxPooling2D(name="pool:a")])
+    result = fexport.export(model, layer="pool:a", head="avg", output=tmp_path / "n.onnx",
+                            verify_images=None)
+    assert result.report["passed"] and result.contract.layers == ["pool:a"]
+    assert [layer.name for layer in model.layers] == ["conv 1", "pool:a"]

@@ -86,3 +86,22 @@ def test_the_lock_is_reentrant_in_one_process_and_refuses_another(tmp_path):
     with lock.exclusive(out) as first, lock.exclusive(out) as again:
         assert first == again and first.exists()
     assert not first.exists()
+
+
+def test_another_thread_of_the_same_process_is_refused(tmp_path):
+    import threading
+
+    out, errors = tmp_path / "f.npy", []
+
+    def second():
+        try:
+            with lock.exclusive(out):
+                pass
+        except OutputError as exc:
+            errors.append(str(exc))
+
+    with lock.exclusive(tmp_path / "." / "f.npy"):  # the same file, spelled another way
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "another thread of this process" in errors[0]

@@ -134,6 +134,7 @@ def test_without_ray_the_error_says_how_to_install_it(resnet8_onnx, photos, tmp_
     proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "f.parquet", "--engine",
                    "ray", check=False, env={"PYTHONPATH": str(tmp_path / "blocked")})
     assert proc.returncode == 1
+    assert 'does not import' in error_line(proc)
     assert 'pip install "fexport[ray]"' in error_line(proc)
 
 

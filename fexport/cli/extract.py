@@ -221,7 +221,8 @@ def doctor(as_json: Json = False):
                f"{', '.join(ort['providers'])}")
     for label, state in found.cuda_libraries.items():
         typer.echo(f"{label:<13} {state}")
-    typer.echo(f"cpu           {found.cpu['usable_cores']} usable of "
-               f"{found.cpu['logical_cores']} logical cores")
+    typer.echo(f"cpu           {found.cpu['name']}, {found.cpu['usable_cores']} usable of "
+               f"{found.cpu['logical_cores']} logical cores; "
+               f"{', '.join(found.cpu['flags']) or 'no AVX-512/AMX/VNNI'}")
     for name, version in found.packages.items():
         typer.echo(f"{name:<16} {version or 'not installed'}")

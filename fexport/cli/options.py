@@ -9,7 +9,8 @@ import typer
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA if it loads), cpu or cuda.")]
 Backend = Annotated[str, typer.Option(
     "--backend", help="auto, onnxruntime or openvino (fexport[openvino]); auto: ONNX Runtime, "
-                      "but OpenVINO for bf16 and INT8 files when installed.")]
+                      "but OpenVINO for bf16 files, INT8 files on CPUs with AMX, and files "
+                      "`fexport optimize` chose it for.")]
 Precision = Annotated[str, typer.Option(
     "--precision", help="auto (the file's own: float32, or its variant's), fp32 or bf16 (a "
                         "bf16 variant from `fexport convert --bf16`).")]

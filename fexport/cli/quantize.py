@@ -76,8 +76,9 @@ def convert(
 def optimize(
     model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
     calibration_images: Annotated[str, typer.Option(
-        "--calibration-images", help="Folder of images like the ones you will extract; all "
-                                     "of them calibrate INT8. " + SPLIT_RULE)],
+        "--calibration-images", help="Folder of images like the ones you will extract; with "
+                                     "--eval-images all of them calibrate INT8. "
+                                     + SPLIT_RULE)],
     eval_images: EvalImages = None,
     min_cosine: MinCosine = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
@@ -108,9 +109,8 @@ def optimize(
     sets = _image_sets(calibration_images, eval_images, 10**6, "int8")
     typer.echo(sets.summary())
     with tempfile.TemporaryDirectory(prefix="fexport-optimize-") as workdir:
-        result = search.optimize(model_file, sets, output, quality.DEFAULT_MIN_COSINE
-                                 if min_cosine is None else min_cosine, batch_size, iters,
-                                 workdir)
+        result = search.optimize(model_file, sets, output, workdir, quality.DEFAULT_MIN_COSINE
+                                 if min_cosine is None else min_cosine, batch_size, iters)
     for line in result.lines():
         typer.echo(line)
     typer.echo(f"wrote {result.written}: {result.chosen['candidate']} on "

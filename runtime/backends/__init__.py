@@ -3,9 +3,11 @@ OpenVINO (CPU), and the rule that picks one for a file, a device and a precision
 
 The rule, `choose`:
 - precision "auto" is the file's own: float32 for an export, or the variant's (int8, fp16,
-  bf16) as its contract says. Any other request must match a variant's precision, and bf16 is
-  only run from a bf16 variant, whose quality against float32 was measured (`fexport convert
-  --bf16`): a reduced precision is a verified choice, never a silent one.
+  bf16) as its contract says. "fp32" is accepted for a float32 export and "bf16" for a bf16
+  variant only: bf16 runs only from a bf16 variant, whose quality against float32 was measured
+  (`fexport convert --bf16`), so a reduced precision is a verified choice, never a silent one.
+- a file written by `fexport optimize` names the backend it won on: `auto` opens it there when
+  that backend is installed and the device is not CUDA, else on ONNX Runtime with a warning.
 - CUDA: ONNX Runtime. bf16: OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is
   slower than float32). INT8: OpenVINO on CPUs with AMX when it is installed, else ONNX Runtime
   (see int8_backend). float32 and FP16: ONNX Runtime, the reference the exports were verified
@@ -15,12 +17,14 @@ An explicit backend that cannot serve the request raises DeviceError with the re
 
 from __future__ import annotations
 
+import warnings
+
 from fexport.errors import DeviceError, UsageError
 from fexport.extras import installed
 
 from .. import host
 from .base import Backend, Ran, TensorInfo
-from .onnxruntime_backend import check_model_file, cuda_available
+from .onnxruntime_backend import DEVICES, check_model_file, cuda_available
 
 BACKENDS = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -31,11 +35,15 @@ __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Ran", "TensorInfo", "check_mode
            "choose", "cuda_available", "open_backend"]
 
 
-def choose(contract_precision, backend="auto", device="auto", precision="auto") -> tuple:
+def choose(contract_precision, backend="auto", device="auto", precision="auto",
+           preferred=None) -> tuple:
     """(backend, device, precision) that will run a file whose contract says
-    `contract_precision` ("float32", "int8", "fp16", "bf16")."""
+    `contract_precision` ("float32", "int8", "fp16", "bf16") and, for an optimized file,
+    `preferred` (the backend it was measured fastest on)."""
     _check_words(backend, device, precision)
     wanted = _precision(contract_precision, precision)
+    if backend == "auto" and preferred:
+        backend = _preferred(preferred, device)
     if wanted == "bf16":
         return _bf16(backend, device)
     if backend == "openvino":
@@ -58,6 +66,8 @@ def int8_backend() -> str:
 def _check_words(backend, device, precision) -> None:
     if backend not in BACKENDS:
         raise UsageError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if backend == "openvino" and device == "cuda":
@@ -76,6 +86,16 @@ def _precision(contract_precision, precision) -> str:
                      "would need its float32 original: open that file instead")
 
 
+def _preferred(preferred, device) -> str:
+    if preferred == "openvino" and (device == "cuda" or not installed("openvino")):
+        warnings.warn("fexport: this file was optimized for OpenVINO, which "
+                      f"{'does not run on CUDA' if device == 'cuda' else 'is not installed'}; "
+                      "running it on ONNX Runtime (pip install \"fexport[openvino]\" to follow "
+                      "the file)", RuntimeWarning, stacklevel=4)
+        return "onnxruntime"
+    return preferred
+
+
 def _bf16(backend, device) -> tuple:
     if backend == "onnxruntime" or device == "cuda":
         raise DeviceError("bf16 runs on OpenVINO's CPU plugin (ONNX Runtime's CPU provider "
@@ -86,10 +106,12 @@ def _bf16(backend, device) -> tuple:
     return "openvino", "cpu", "bf16"
 
 
-def open_backend(path, contract_precision="float32", backend="auto", device="auto",
-                 precision="auto", threads=None) -> Backend:
-    """Open `path` as `choose` decides; the backend's `ran` says what really runs."""
-    name, device, precision = choose(contract_precision, backend, device, precision)
+def open_backend(path, contract=None, backend="auto", device="auto", precision="auto",
+                 threads=None) -> Backend:
+    """Open `path` (whose fexport contract is `contract`, or None) as `choose` decides; the
+    backend's `ran` says what really runs."""
+    name, device, precision = choose(contract.precision if contract else "float32", backend,
+                                     device, precision, contract.backend if contract else None)
     if name == "openvino":
         from .openvino_backend import OpenVinoBackend
 

@@ -10,7 +10,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Ran:
-    """The truth about an opened model, read back from the engine, not from the request."""
+    """What runs an opened model: the device and, on OpenVINO, the bf16/INT8 kernels are read
+    back from the engine; ONNX Runtime's CPU kernels run the file's own precision."""
 
     backend: str  # "onnxruntime" or "openvino"
     device: str  # "cpu" or "cuda"
