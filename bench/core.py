@@ -58,12 +58,10 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
     session = sessions.open_session(path, device, threads)
     created_s = time.perf_counter() - start
     contract = contract_of(path, device, input_size)
-    runners = [onnx_runner(session, contract)]
     skipped = []
-    if all_backends:  # each variant on each backend, named by what ran
-        runners += backend_runners([path, *variants], device, (threads, input_size), skipped)
-    else:
-        runners += [variant_runner(other, device, threads, input_size) for other in variants]
+    runners = [onnx_runner(session, contract),
+               *_other_runners(path, variants, (device, threads, input_size),
+                               skipped if all_backends else None)]
     if compare_keras:
         from .keras_side import keras_runners  # TensorFlow: only when asked for
 
@@ -78,6 +76,15 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
             "session_creation_s": created_s, "threads": threads, "results": rows,
             "skipped": skipped,
             "peak_rss_mib": peak_rss_mib(), "machine": machine()}
+
+
+def _other_runners(path, variants, engine, skipped) -> list[Runner]:
+    """The variants on ONNX Runtime; or, given a `skipped` list (--backends all), every file
+    on every backend that can run it, named by what ran."""
+    device, threads, input_size = engine
+    if skipped is not None:
+        return backend_runners([path, *variants], device, (threads, input_size), skipped)
+    return [variant_runner(other, device, threads, input_size) for other in variants]
 
 
 def onnx_runner(session, contract) -> Runner:
