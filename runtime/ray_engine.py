@@ -106,7 +106,8 @@ def extract_dataset(dataset, model, *, batch_size=32, num_workers=1, num_gpus_pe
 
     Rows need a "path" column (a local path or URI, read when no other column holds the image)
     and may carry the image as "bytes" (encoded, as `ray.data.read_binary_files` gives) or
-    "image" (an HWC array). The result has path, features (list<float32>, null when the input
+    "image" (one image's array, in the model input's layout or HWC, as FeatureExtractor reads
+    arrays). The result has path, features (list<float32>, null when the input
     failed) and error (the one-line reason, null when it loaded). `options` are
     FeatureExtractor's: device, threads, input_size, resample, keep_aspect, exif, workers.
     """

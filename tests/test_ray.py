@@ -157,3 +157,25 @@ def test_cli_names_the_ray_limit_on_file_names_that_are_not_utf8(cluster, resnet
     proc = run_cli("extract", resnet8_onnx, inputs[1], "-o", tmp_path / "f.parquet", "--engine",
                    "ray", "--address", cluster.get_runtime_context().gcs_address, check=False)
     assert proc.returncode == 1 and "name its folder instead" in error_line(proc)
+
+
+def test_a_dataset_of_arrays_in_the_models_own_layout(cluster, tmp_path):
+    """A channels-first model's dataset of (C, H, W) arrays gives the local engine's rows."""
+    import keras
+
+    import fexport
+
+    keras.utils.set_random_seed(9)
+    model = keras.Sequential([keras.Input((1, 24, 24)),
+                              keras.layers.Conv2D(4, 3, data_format="channels_first"),
+                              keras.layers.MaxPooling2D(2, data_format="channels_first")])
+    path = tmp_path / "cf.onnx"
+    fexport.export(model, layer=-1, head="flatten", output=path)
+    arrays = np.random.default_rng(0).integers(0, 256, (3, 1, 24, 24)).astype(np.float32)
+    dataset = cluster.data.from_items([{"path": f"a{i}", "image": a}
+                                       for i, a in enumerate(arrays)])
+    rows = ray_engine.extract_dataset(dataset, path, batch_size=2).take_all()
+    expected = FeatureExtractor(path, device="cpu").extract(arrays)
+    got = np.stack([np.asarray(r["features"], np.float32) for r in sorted(
+        rows, key=lambda r: r["path"])])
+    np.testing.assert_array_equal(got, expected)
