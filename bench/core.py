@@ -134,9 +134,9 @@ def bare_runner(extractor) -> Runner:
     """The engine's own API on the same file, fed the same prepared batch."""
     contract, engine = extractor.contract, extractor.engine
     if hasattr(engine, "session"):
-        session, outputs = engine.session, [contract.output_name]
-        return Runner(f"bare {extractor.ran}", lambda pixels: session.run(
-            outputs, {contract.input.name: to_model_input(contract, pixels)}))
+        runner = onnx_runner(engine.session, contract)
+        runner.name = f"bare {extractor.ran}"
+        return runner
     request = engine.compiled.create_infer_request()
 
     def infer(pixels):

@@ -71,9 +71,9 @@ def _variants(fp32, calibration, evaluation):
     """The INT8 and (where native) bf16 files that pass their quality gate, and every
     report, passed or not."""
     made, quality = [], {}
-    commands = {"int8": ["quantize", fp32, "--calibration-images", calibration],
-                "bf16": ["convert", fp32, "--bf16"]} if host.native_bf16() else \
-        {"int8": ["quantize", fp32, "--calibration-images", calibration]}
+    commands = {"int8": ["quantize", fp32, "--calibration-images", calibration]}
+    if host.native_bf16():
+        commands["bf16"] = ["convert", fp32, "--bf16"]
     for precision, command in commands.items():
         out = fp32.with_suffix(f".{precision}.onnx")
         try:
@@ -92,9 +92,10 @@ def _report(path) -> dict:
     return stored_contract(path).quantization or {}
 
 
-def name_for(machine) -> str:
+def name_for(machine, suite_name="engines") -> str:
+    """The results' file stem: the suite, the CPU and its flags."""
     cpu = "-".join(machine["cpu"].split()[:2]).lower()
-    return f"engines-{cpu}-{'-'.join(machine['cpu_flags']) or 'baseline'}"
+    return f"{suite_name}-{cpu}-{'-'.join(machine['cpu_flags']) or 'baseline'}"
 
 
 def main(argv=None) -> int:

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         print(f"not written: load average {data['load_before']:.2f} before the run",
               file=sys.stderr)
         return 1
-    stem = engines.RESULTS / f"optimize-{engines.name_for(data['machine'])[8:]}"
+    stem = engines.RESULTS / engines.name_for(data["machine"], "optimize")
     atomic.write_bytes(stem.with_suffix(".json"), json.dumps(data, indent=1).encode())
     atomic.write_bytes(stem.with_suffix(".md"), markdown(data).encode())
     print(stem.with_suffix(".md"))

@@ -14,6 +14,7 @@ import math
 import tensorflow as tf
 
 from fexport.models import preprocessing as pp
+from fexport.runtime import images as pixels  # the runtime's layout rules, so both sides agree
 
 from . import heads, layouts
 
@@ -55,8 +56,8 @@ def feature_function(cut_model, spec, layout, mode, head, flatten_order, output_
 
     @tf.function(input_signature=signature)
     def features(images, *weights):
-        x = layouts.to_nhwc(tf.cast(images, tf.float32), spec.layout, tf)
-        x = layouts.from_nhwc(preprocess_tf(mode, x), layout.input, tf)
+        x = pixels.to_nhwc(tf.cast(images, tf.float32), spec.layout, tf)
+        x = pixels.from_nhwc(preprocess_tf(mode, x), layout.input, tf)
         outputs = _call(cut_model, x, list(lifted.values()), weights)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]

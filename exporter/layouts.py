@@ -96,23 +96,6 @@ def input_shape(height, width, channels, layout) -> tuple:
     return (height, width, channels)
 
 
-def from_nhwc(x, layout, backend=np):
-    """NHWC pixels into `layout` (numpy or tensorflow, by `backend`)."""
-    if layout == "nchw":
-        return backend.transpose(x, (0, 3, 1, 2))
-    if layout == "nhw":
-        return x[..., 0]
-    return x
-
-
-def to_nhwc(x, layout, backend=np):
-    if layout == "nchw":
-        return backend.transpose(x, (0, 2, 3, 1))
-    if layout == "nhw":
-        return x[..., None]
-    return x
-
-
 def output_to_channels_last(x, layout: ModelLayout, backend=np):
     """A 4-D output of a channels-first model as NHWC; anything else as it is."""
     if layout.channels_first and len(x.shape) == 4:

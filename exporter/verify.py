@@ -93,7 +93,7 @@ class Reference:
 
     def network_input(self, pixels: np.ndarray) -> np.ndarray:
         """NHWC RGB pixels 0..255 as the Keras model takes them: preprocessed, in its layout."""
-        return layouts.from_nhwc(self.preprocess(pixels.copy()), self.layout.input)
+        return images.from_nhwc(self.preprocess(pixels.copy()), self.layout.input)
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         outputs = self.cut_model.predict(self.network_input(pixels), verbose=0,

@@ -189,11 +189,7 @@ def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
         pixels = preprocessing.apply(contract.preprocessing, pixels)
     if spec.dtype == "uint8":
         pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    if spec.layout == "nchw":
-        pixels = pixels.transpose(0, 3, 1, 2)
-    elif spec.layout == "nhw":
-        pixels = pixels[..., 0]
-    return np.ascontiguousarray(pixels)
+    return np.ascontiguousarray(images.from_nhwc(pixels, spec.layout))
 
 
 def stored_contract(path) -> Contract | None:

@@ -253,6 +253,25 @@ def _as_hwc(array, form) -> np.ndarray:
     return array if "C" in form else array[..., None]
 
 
+def from_nhwc(x, layout, backend=np):
+    """NHWC pixels into a model input's `layout` ("nhwc", "nchw" or "nhw"), with numpy or,
+    inside the exported graph, tensorflow (`backend`)."""
+    if layout == "nchw":
+        return backend.transpose(x, (0, 3, 1, 2))
+    if layout == "nhw":
+        return x[..., 0]
+    return x
+
+
+def to_nhwc(x, layout, backend=np):
+    """A model input in `layout` back to NHWC pixels."""
+    if layout == "nchw":
+        return backend.transpose(x, (0, 2, 3, 1))
+    if layout == "nhw":
+        return x[..., None]
+    return x
+
+
 def split_batch_arrays(items, options: LoadOptions | None = None) -> list:
     """Turn batch arrays among `items` into one array per image: those that fit one of the
     model's batch forms (ARRAY_FORMS), then any other 4-D array along its first axis."""

@@ -33,13 +33,15 @@ class OnnxRuntimeBackend(Backend):
         self.outputs = [_info(o) for o in self.session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        if self.ran.device == "cuda":
-            return run(self.session, self.inputs[0].name, self.outputs[0].name, batch)
-        return self.session.run(self._output_names, {self.inputs[0].name: batch})[0]
-
-    @property
-    def _output_names(self) -> list[str]:
-        return [self.outputs[0].name]
+        """One batch; on CUDA through IO binding so the output is copied back once."""
+        input_name, output_name = self.inputs[0].name, self.outputs[0].name
+        if self.ran.device != "cuda":
+            return self.session.run([output_name], {input_name: batch})[0]
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(input_name, batch)
+        binding.bind_output(output_name)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
 
 def _info(value) -> TensorInfo:
@@ -107,14 +109,3 @@ def _cuda_did_not_load(device) -> None:
 
 def device_of(session) -> str:
     return "cuda" if session.get_providers()[0] == CUDA else "cpu"
-
-
-def run(session, input_name, output_name, batch: np.ndarray) -> np.ndarray:
-    """Run one batch; on CUDA through IO binding so the output is copied back once."""
-    if device_of(session) != "cuda":
-        return session.run([output_name], {input_name: batch})[0]
-    binding = session.io_binding()
-    binding.bind_cpu_input(input_name, batch)
-    binding.bind_output(output_name)
-    session.run_with_iobinding(binding)
-    return binding.copy_outputs_to_cpu()[0]
