@@ -1,11 +1,11 @@
-"""The timing core behind `fexport bench`: an exported model, several batch sizes, several
-runtimes timed in turn.
+"""The timing core behind `fexport bench`: an exported model, several batch sizes, several runtimes
+timed in turn.
 
-Vocabulary as in onnxruntime_perf_test and trtexec: session creation time, first-run latency
-(the first inference, which pays for allocations), then latency percentiles over the timed
-iterations and throughput in images/s. With `compare_keras`, the same cut Keras model runs in the
-same process, interleaved with ONNX Runtime iteration by iteration, so machine drift (turbo,
-other load) hits every runtime alike. Lean unless `compare_keras`: numpy and onnxruntime only.
+Vocabulary as in onnxruntime_perf_test and trtexec: session creation time, first-run latency (the
+first inference, which pays for allocations), then latency percentiles over the timed calls and
+throughput in images/s (from the median call). With `compare_keras`, the same cut Keras model runs
+in the same process, interleaved with ONNX Runtime round by round, so machine drift (turbo, other
+load) hits every runtime alike. Lean unless `compare_keras`: numpy and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from fexport.runtime import host, images
+from fexport.runtime.backends import BF16_PRECISIONS
 from fexport.runtime.backends import onnxruntime_backend as sessions
 from fexport.runtime.extractor import (
     FeatureExtractor,
@@ -38,6 +39,12 @@ BACKENDS = ("onnxruntime", "openvino")
 # leaves its worker threads spinning (Eigen's in TensorFlow, ONNX Runtime's own) for a while, and
 # on a 2-core machine they would steal the cores from the next runtime's timed call.
 SETTLE_S = 0.05
+# Each turn runs one runner back to back for about this long, every call timed: a call of a tiny
+# model right after the pause times the engine's thread wake-up, not the model (the VWW
+# MobileNet on OpenVINO at batch 8: 2.4 ms a call after a pause, 0.82 ms back to back, and the
+# runner that followed a run of the same file won by 10% on a warm cache).
+TURN_S = 0.1
+MAX_CALLS_PER_TURN = 100
 
 
 @dataclass
@@ -98,7 +105,8 @@ def variant_runner(path, device, threads, input_size) -> Runner:
     float32 row's engine), else (bf16) on the backend that can, and an optimized file on the
     backend its contract names; named by what ran."""
     contract = read_contract(path, input_size)
-    backend = "auto" if contract.precision == "bf16" or contract.backend else ONNXRUNTIME
+    backend = "auto" if contract.precision in BF16_PRECISIONS or contract.backend \
+        else ONNXRUNTIME
     extractor = FeatureExtractor(path, device, threads, backend=backend, input_size=input_size)
     return Runner(f"{extractor.backend} {contract.precision}", extractor.predict)
 
@@ -152,19 +160,29 @@ def random_pixels(contract, batch) -> np.ndarray:
 
 
 def bench_batch(runners, pixels, warmup, iters, duration) -> list[dict]:
-    """One row per runner; each timed iteration runs every runner once, in turn."""
+    """One row per runner. Each round (iteration) gives every runner a turn of back-to-back
+    calls, each timed: enough to fill TURN_S when runners take turns, else one."""
     first = {r.name: _timed(lambda r=r: r.call(pixels)) for r in runners}
     for _ in range(warmup):
         for runner in runners:
             runner.call(pixels)
+    calls = {r.name: _calls_per_turn(r, pixels) if len(runners) > 1 else 1 for r in runners}
     latencies = {r.name: [] for r in runners}
     for _ in _rounds(iters, duration):
         for runner in runners:
             if len(runners) > 1:
                 time.sleep(SETTLE_S)
-            latencies[runner.name].append(_timed(lambda r=runner: r.call(pixels)))
-    return [{"runtime": r.name, **summarize(len(pixels), first[r.name], latencies[r.name])}
-            for r in runners]
+            latencies[runner.name] += [_timed(lambda r=runner: r.call(pixels))
+                                       for _ in range(calls[runner.name])]
+    return [{"runtime": r.name, **summarize(len(pixels), first[r.name], latencies[r.name]),
+             "iterations": len(latencies[r.name]) // calls[r.name],
+             "calls_per_round": calls[r.name]} for r in runners]
+
+
+def _calls_per_turn(runner, pixels) -> int:
+    """Calls that fill TURN_S, from one warm call's time."""
+    once = _timed(lambda: runner.call(pixels))
+    return max(1, min(MAX_CALLS_PER_TURN, int(TURN_S / max(once, 1e-6))))
 
 
 def bench_images(extractor, paths, batch, warmup, iters, duration) -> list[dict]:
@@ -193,7 +211,7 @@ def _timed(call) -> float:
 
 def summarize(batch, first_s, latencies) -> dict:
     ms = np.asarray(latencies) * 1e3
-    row = {"batch": batch, "iterations": len(ms), "first_run_ms": first_s * 1e3,
+    row = {"batch": batch, "first_run_ms": first_s * 1e3,
            "mean_ms": float(ms.mean())}
     row.update({f"p{p}_ms": float(np.percentile(ms, p)) for p in PERCENTILES})
     row["images_per_s"] = batch / (float(np.median(ms)) / 1e3)

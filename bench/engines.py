@@ -3,13 +3,13 @@
     python -m fexport.bench.engines                # VGG16, ResNet50, the real VWW MobileNet
     python -m fexport.bench.engines --quick        # ResNet-8 only, a smoke run
 
-For each model it exports float32 (random weights for the keras.applications ones, real ones
-for the VWW MobileNet in tests/data), makes the verified variants (INT8 calibrated on 32 real
-photos; bf16 where the CPU has it in hardware), judges each on 32 other photos, then times at
-batch 8, interleaved in one process, fexport's call and the bare API of each backend on each
-file, and Keras `predict` (`fexport bench --backends all --compare-keras`). Timing needs a quiet
-machine: the 1-minute load average is recorded before and after, and the results are not
-written when it was above MAX_LOAD before the run (--allow-load for smoke runs, marked so).
+For each model it exports float32 (random weights for the keras.applications ones, real ones for the
+VWW MobileNet in tests/data), makes the verified variants (INT8 calibrated on 32 real photos; bf16,
+and INT8 with its float parts in bf16, where the CPU has bf16 in hardware), judges each on 32 other
+photos, then times at batch 8, interleaved in one process, fexport's call and the bare API of each
+backend on each file, and Keras `predict` (`fexport bench --backends all --compare-keras`). Timing
+needs a quiet machine: the 1-minute load average is recorded before and after, and the results are
+not written when it was above MAX_LOAD before the run (--allow-load for smoke runs, marked so).
 Results: bench/results/engines-<cpu>-<flags>.json and .md.
 """
 
@@ -74,6 +74,7 @@ def _variants(fp32, calibration, evaluation):
     commands = {"int8": ["quantize", fp32, "--calibration-images", calibration]}
     if host.native_bf16():
         commands["bf16"] = ["convert", fp32, "--bf16"]
+        commands["int8-bf16"] = [*commands["int8"], "--bf16"]
     for precision, command in commands.items():
         out = fp32.with_suffix(f".{precision}.onnx")
         try:

@@ -111,7 +111,7 @@ def smallest_folder(samples, precision) -> int:
 
 
 def _calibrates(precision) -> bool:
-    return precision == "int8"
+    return precision.startswith("int8")
 
 
 def _min_calibration(precision) -> int:

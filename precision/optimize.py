@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fexport.errors import DeviceError
 from fexport.extras import installed, require
 from fexport.runtime import backends, host
 from fexport.runtime.contract import write_onnx
@@ -103,11 +104,15 @@ def _float32(model, reference, base) -> list[Candidate]:
     return found
 
 
+def _bf16_missing() -> list[str]:
+    """Why this host cannot run bf16 candidates (empty when it can)."""
+    return [reason for reason, absent in (("OpenVINO is not installed", not installed("openvino")),
+                                          ("no bf16 in hardware", not host.native_bf16()))
+            if absent]
+
+
 def _bf16(reference, base, workdir, notes) -> list[Candidate]:
-    missing = [reason for reason, absent in (("OpenVINO is not installed",
-                                               not installed("openvino")),
-                                              ("no bf16 in hardware", not host.native_bf16()))
-               if absent]
+    missing = _bf16_missing()
     if missing:
         notes.append(f"no bf16 candidate: {'; '.join(missing)} ({host.describe()})")
         return []
@@ -124,7 +129,7 @@ def _int8(reference, base, workdir, notes, timing) -> list[Candidate]:
     for method in METHODS:
         options = dataclasses.replace(base, method=method)
         files[method] = quantize.build(options, reference, workdir)
-        found += _on_backends(f"int8 {method}", files[method], reference, options)
+        found += _on_backends(f"int8 {method}", files[method], reference, options, notes)
     if not any(c.passed for c in found):
         closest = max(found, key=lambda c: c.report["min_cosine"])
         method = closest.name.split()[-1]
@@ -136,11 +141,26 @@ def _int8(reference, base, workdir, notes, timing) -> list[Candidate]:
     return found
 
 
-def _on_backends(name, file, reference, options) -> list[Candidate]:
+def _on_backends(name, file, reference, options, notes) -> list[Candidate]:
+    """An INT8 file on each backend and, where bf16 runs, on OpenVINO with its float parts in
+    bf16 (a copy whose contract says so)."""
     backends = ["onnxruntime"] + (["openvino"] if installed("openvino") else [])
-    return [_judged(name, backend, "int8", file,
-                    quantize.judge(file, reference, options, backend), options)
-            for backend in backends]
+    found = [_judged(name, backend, "int8", file,
+                     quantize.judge(file, reference, options, backend), options)
+             for backend in backends]
+    return found + ([] if _bf16_missing() else _int8_bf16(name, file, reference, options, notes))
+
+
+def _int8_bf16(name, file, reference, options, notes) -> list[Candidate]:
+    bf16 = dataclasses.replace(options, precision="int8-bf16")
+    marked = quantize.marked_copy(file, reference.contract, bf16.precision)
+    try:
+        report = quantize.judge(marked, reference, bf16)
+    except DeviceError as exc:  # nothing left in float for bf16 to run
+        notes.append(f"no \"{name}, float parts bf16\" candidate: {exc}")
+        return []
+    return [_judged(f"{name}, float parts bf16", "openvino", bf16.precision, marked, report,
+                    bf16)]
 
 
 def _keep_float(reference, options, files, notes, speed) -> list[Candidate]:
@@ -156,7 +176,7 @@ def _keep_float(reference, options, files, notes, speed) -> list[Candidate]:
     for count in (c for c in KEEP_FLOAT_STEPS if c <= len(names) // 2):
         kept = dataclasses.replace(options, nodes_to_exclude=names[:count])
         step = _on_backends(f"int8 {options.method}, {count} nodes in float",
-                            quantize.build(kept, reference, workdir), reference, kept)
+                            quantize.build(kept, reference, workdir), reference, kept, notes)
         tried += step
         if any(c.passed for c in step):
             break

@@ -26,7 +26,7 @@ from fexport.runtime.extractor import FeatureExtractor, to_model_input
 from . import imagesets, quality
 
 METHODS = ("minmax", "entropy", "percentile")
-PRECISIONS = ("int8", "fp16", "bf16")
+PRECISIONS = ("int8", "fp16", "bf16", "int8-bf16")  # int8-bf16: float parts in bf16
 
 
 @dataclass
@@ -111,7 +111,7 @@ def _convert(options, reference, candidate, workdir) -> None:
         _fp16(options.model, candidate)
     elif options.precision == "bf16":
         shutil.copyfile(options.model, candidate)  # the float32 graph: OpenVINO computes bf16
-    else:
+    else:  # int8, int8-bf16: the same QDQ file; the contract says how its float parts run
         _int8(options, reference, candidate, workdir)
 
 
@@ -193,6 +193,15 @@ class _CalibrationReader:
         return iter(self.get_next, None)
 
 
+def marked_copy(candidate, contract, precision) -> Path:
+    """A copy of `candidate` beside it whose contract says `precision` (an INT8 file judged
+    again with its float parts in bf16)."""
+    copy = Path(candidate).with_suffix(f".{precision}.onnx")
+    shutil.copyfile(candidate, copy)
+    _mark(copy, contract, precision)
+    return copy
+
+
 def _mark(candidate, contract, precision) -> None:
     """The candidate's contract says its precision before it is judged, so it is opened (and
     judged) on the backend and precision that will run the variant."""
@@ -202,11 +211,12 @@ def _mark(candidate, contract, precision) -> None:
 
 def _samples(options) -> int:
     return min(options.samples, len(options.calibration_images)) \
-        if options.precision == "int8" else 0
+        if options.precision.startswith("int8") else 0
 
 
 def _method_label(options) -> str:
-    return {"int8": f"static QDQ, per-channel, {options.method}",
+    int8 = f"static QDQ, per-channel, {options.method}"
+    return {"int8": int8, "int8-bf16": f"{int8}; float parts in bfloat16 (OpenVINO CPU)",
             "fp16": "float16, float32 inputs and outputs",
             "bf16": "bfloat16 compute (OpenVINO CPU), float32 weights, inputs and outputs"}[
         options.precision]

@@ -59,7 +59,7 @@ class Contract:
     include_top: bool = False
     versions: dict = field(default_factory=dict)
     verification: dict | None = None
-    precision: str = "float32"  # "float32", or "int8"/"fp16" for a quantized variant
+    precision: str = "float32"  # "float32", or the variant's: "int8", "fp16", "bf16", "int8-bf16"
     quantization: dict | None = None  # a variant's quality report against its float32 model
     backend: str | None = None  # the backend an optimized variant won on (`auto` opens it so)
     optimization: dict | None = None  # `fexport optimize`'s table of candidates

@@ -53,12 +53,15 @@ def test_int8_goes_to_openvino_where_amx_is(monkeypatch):
     assert backends.choose("int8") == ("onnxruntime", "auto", "int8")
 
 
-def test_bf16_follows_the_host(monkeypatch):
+@pytest.mark.parametrize("file", ["bf16", "int8-bf16"])
+def test_bf16_follows_the_host(monkeypatch, file):
     if host.native_bf16():
-        assert backends.choose("bf16") == ("openvino", "cpu", "bf16")
+        assert backends.choose(file) == ("openvino", "cpu", file)
+    with pytest.raises(DeviceError, match="runs on OpenVINO's CPU plugin"):
+        backends.choose(file, backend="onnxruntime")
     monkeypatch.setattr(host, "native_bf16", lambda: False)  # a CPU without AMX/AVX-512 BF16
     with pytest.raises(DeviceError, match="no bf16 in hardware"):
-        backends.choose("bf16")
+        backends.choose(file)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,36 @@ def test_a_bf16_variant_is_judged_and_runs_in_bf16(bf16_variant):
     # bf16 keeps 8 bits of mantissa: features stay within cosine 0.99 (the INT8/FP16 gate).
     assert report["passed"] and report["min_cosine"] >= 0.99
     assert "bf16" in runtime_precisions(extractor.engine.compiled)
+
+
+def _quantize_int8_bf16(resnet8_onnx, photos, folder, keep_float):
+    from fexport.precision import imagesets, quantize
+
+    sets = imagesets.from_folders(str(photos), None, 64, "int8-bf16")
+    options = quantize.QuantizeOptions(str(resnet8_onnx), str(folder / "r8.int8-bf16.onnx"),
+                                       "int8-bf16", sets.calibration, 64, "percentile",
+                                       sets.evaluation, nodes_to_exclude=keep_float)
+    return options.output, quantize.quantize(options)
+
+
+def test_int8_with_bf16_float_parts_is_judged_and_runs_so(resnet8_onnx, photos, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    convs = [n.name for n in onnx.load(resnet8_onnx).graph.node if n.op_type == "Conv"]
+    if not host.native_bf16():
+        with pytest.raises(DeviceError, match="no bf16 in hardware"):
+            _quantize_int8_bf16(resnet8_onnx, photos, tmp_path, convs[:1])
+        return
+    # With every convolution in INT8, OpenVINO leaves nothing of ResNet-8 in float: refused.
+    with pytest.raises(DeviceError, match="left nothing of this INT8 file in float"):
+        _quantize_int8_bf16(resnet8_onnx, photos, tmp_path, [])
+    # The first convolution kept in float runs in bf16, the rest in INT8, and the report says so.
+    out, report = _quantize_int8_bf16(resnet8_onnx, photos, tmp_path, convs[:1])
+    extractor = FeatureExtractor(out, device="cpu")
+    assert str(extractor.ran) == "openvino cpu int8-bf16" == report["measured_on"]
+    assert {"bf16", "u8"} <= runtime_precisions(extractor.engine.compiled)
+    # The INT8 gate: 8-bit activations dominate the error, bf16's 8-bit mantissa adds little.
+    assert extractor.contract.quantization["passed"] and report["min_cosine"] >= 0.99
+    assert extractor.contract.quantization["kept_float"] == convs[:1]
 
 
 def test_bench_times_every_backend_beside_its_bare_api(resnet8_onnx, bf16_variant, tmp_path):

@@ -9,14 +9,15 @@ from conftest import run_cli
 from fexport.bench import flops, matmul, report, suite
 from fexport.bench.core import machine
 
-KEYS = {"runtime", "batch", "iterations", "first_run_ms", "mean_ms", "p50_ms", "p90_ms",
-        "p95_ms", "p99_ms", "images_per_s"}
+KEYS = {"runtime", "batch", "iterations", "calls_per_round", "first_run_ms", "mean_ms",
+        "p50_ms", "p90_ms", "p95_ms", "p99_ms", "images_per_s"}
 RUNTIMES = ["onnxruntime", "keras.predict", "keras.__call__"]
 
 
 def check_rows(rows, iterations):
     for row in rows:
         assert set(row) == KEYS and row["iterations"] == iterations
+        assert row["calls_per_round"] >= 1
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p95_ms"] <= row["p99_ms"]
         assert row["images_per_s"] > 0 and row["first_run_ms"] > 0
 

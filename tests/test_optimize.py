@@ -11,7 +11,7 @@ import pytest
 
 from conftest import VWW, run_cli
 from fexport.precision import optimize, quantize
-from fexport.runtime import FeatureExtractor, backends
+from fexport.runtime import FeatureExtractor, backends, host
 from fexport.runtime.extractor import stored_contract
 from test_quantize import CLASSES, crops
 
@@ -77,6 +77,19 @@ def test_the_search_runs_when_no_int8_passes_and_says_where_it_stopped(strict_ru
     assert searched and all(
         len(r["kept_float"]) == int(r["candidate"].split(", ")[1].split()[0]) for r in searched)
     assert any(note.startswith("sensitive nodes, worst first") for note in table["notes"])
+
+
+def test_int8_with_bf16_float_parts_is_a_candidate_where_bf16_runs(strict_run):
+    _, table, _ = strict_run
+    rows = [r for r in table["rows"] if r["precision"] == "int8-bf16"]
+    if not host.native_bf16():
+        assert not rows and any("no bf16 in hardware" in n for n in table["notes"])
+        return
+    # Fully quantized, the VWW MobileNet keeps nothing in float on OpenVINO: said, not listed.
+    assert any('float parts bf16" candidate' in n and "left nothing" in n
+               for n in table["notes"])
+    # With nodes kept in float, those run in bf16: a judged candidate on OpenVINO.
+    assert rows and all(r["backend"] == "openvino" and r["kept_float"] for r in rows)
 
 
 def test_the_sensitive_search_keeps_nodes_in_float_and_helps(vww, image_sets, tmp_path):

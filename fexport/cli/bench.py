@@ -23,7 +23,9 @@ def bench(
     device: Device = "cpu",
     threads: Threads = None,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per batch size.")] = 3,
-    iters: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 20,
+    iters: Annotated[int, typer.Option(
+        min=1, help="Timed rounds per batch size; with several runtimes, a round gives each "
+                    "about 0.1 s of back-to-back calls.")] = 20,
     duration: Annotated[Optional[float], typer.Option(
         help="Time each batch size for this many seconds instead of --iters.")] = None,
     images: Annotated[Optional[str], typer.Option(

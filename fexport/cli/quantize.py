@@ -40,11 +40,15 @@ def quantize(
     method: Annotated[str, typer.Option(help="percentile, minmax or entropy.")] = "percentile",
     eval_images: EvalImages = None,
     min_cosine: MinCosine = None,
+    bf16: Annotated[bool, typer.Option(
+        "--bf16", help="Run the parts left in float in bf16 on OpenVINO (CPUs with AMX or "
+                       "AVX-512 BF16; needs fexport[openvino]); judged so. Writes "
+                       "MODEL.int8-bf16.onnx by default.")] = False,
     overwrite: Replace = False,
 ):
     """Static INT8 quantization (QDQ, per-channel weights) calibrated on real images."""
-    make_variant(model_file, "int8", calibration_images, output, samples, method, eval_images,
-                 min_cosine, overwrite)
+    make_variant(model_file, "int8-bf16" if bf16 else "int8", calibration_images, output,
+                 samples, method, eval_images, min_cosine, overwrite)
 
 
 def convert(

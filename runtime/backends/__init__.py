@@ -3,15 +3,16 @@ OpenVINO (CPU), and the rule that picks one for a file, a device and a precision
 
 The rule, `choose`:
 - precision "auto" is the file's own: float32 for an export, or the variant's (int8, fp16,
-  bf16) as its contract says. "fp32" is accepted for a float32 export and "bf16" for a bf16
-  variant only: bf16 runs only from a bf16 variant, whose quality against float32 was measured
-  (`fexport convert --bf16`), so a reduced precision is a verified choice, never a silent one.
+  bf16, int8-bf16) as its contract says. "fp32" is accepted for a float32 export and "bf16" for
+  a bf16 variant only: bf16 runs only from a bf16 or int8-bf16 variant, whose quality against
+  float32 was measured (`fexport convert --bf16`, `fexport quantize --bf16`), so a reduced
+  precision is a verified choice, never a silent one.
 - a file written by `fexport optimize` names the backend it won on: `auto` opens it there when
   that backend is installed and the device is not CUDA, else on ONNX Runtime with a warning.
-- CUDA: ONNX Runtime. bf16: OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is
-  slower than float32). INT8: OpenVINO on CPUs with AMX when it is installed, else ONNX Runtime
-  (see int8_backend). float32 and FP16: ONNX Runtime, the reference the exports were verified
-  with.
+- CUDA: ONNX Runtime. bf16, and int8-bf16 (an INT8 file whose float parts run in bf16):
+  OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is slower than float32). INT8:
+  OpenVINO on CPUs with AMX when it is installed, else ONNX Runtime (see int8_backend). float32
+  and FP16: ONNX Runtime, the reference the exports were verified with.
 An explicit backend that cannot serve the request raises DeviceError with the reason and a fix.
 """
 
@@ -29,7 +30,10 @@ from .onnxruntime_backend import DEVICES, check_model_file, cuda_available
 BACKENDS = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
 # A contract's precision, in the words of the backends.
-FILE_PRECISION = {"float32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp16"}
+FILE_PRECISION = {"float32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp16",
+                  "int8-bf16": "int8-bf16"}
+# Precisions that need bf16 in hardware, on OpenVINO: bf16, and INT8 whose float parts run bf16.
+BF16_PRECISIONS = ("bf16", "int8-bf16")
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Ran", "TensorInfo", "check_model_file",
            "choose", "cuda_available", "open_backend"]
@@ -44,8 +48,8 @@ def choose(contract_precision, backend="auto", device="auto", precision="auto",
     wanted = _precision(contract_precision, precision)
     if backend == "auto" and preferred:
         backend = _preferred(preferred, device)
-    if wanted == "bf16":
-        return _bf16(backend, device)
+    if wanted in BF16_PRECISIONS:
+        return _bf16(backend, device, wanted)
     if backend == "openvino":
         return "openvino", "cpu", wanted
     if backend == "auto" and device != "cuda" and wanted == "int8" \
@@ -96,14 +100,14 @@ def _preferred(preferred, device) -> str:
     return preferred
 
 
-def _bf16(backend, device) -> tuple:
+def _bf16(backend, device, precision) -> tuple:
     if backend == "onnxruntime" or device == "cuda":
-        raise DeviceError("bf16 runs on OpenVINO's CPU plugin (ONNX Runtime's CPU provider "
+        raise DeviceError(f"{precision} runs on OpenVINO's CPU plugin (ONNX Runtime's CPU provider "
                           "has no bf16 convolutions); use backend='openvino', device='cpu'")
     if not host.native_bf16():
         raise DeviceError(f"this CPU has no bf16 in hardware ({host.describe()}): emulated "
                           "bf16 would be slower than float32; open the float32 file instead")
-    return "openvino", "cpu", "bf16"
+    return "openvino", "cpu", precision
 
 
 def open_backend(path, contract=None, backend="auto", device="auto", precision="auto",

@@ -15,7 +15,7 @@ class Ran:
 
     backend: str  # "onnxruntime" or "openvino"
     device: str  # "cpu" or "cuda"
-    precision: str  # "fp32", "bf16", "int8" or "fp16"
+    precision: str  # "fp32", "bf16", "int8", "fp16" or "int8-bf16" (float parts in bf16)
 
     def __str__(self) -> str:
         return f"{self.backend} {self.device} {self.precision}"

@@ -20,10 +20,11 @@ from .base import Backend, Ran, TensorInfo
 
 NAME = "openvino"
 # The precision fexport asks for: float parts of an INT8 or FP16 file stay in float32, as when
-# their quality was measured.
-HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32", "fp16": "f32"}
-# What each precision's kernels must include in the runtime graph for the claim to be true.
-KERNELS = {"bf16": {"bf16"}, "int8": {"i8", "u8"}}
+# their quality was measured, except in an int8-bf16 variant, which was judged with them in bf16.
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32", "fp16": "f32", "int8-bf16": "bf16"}
+# For the claim to be true, the runtime graph must hold kernels of each kind the precision names.
+KERNELS = {"int8": {"i8", "u8"}, "bf16": {"bf16"}}
+NEEDS = {"bf16": ("bf16",), "int8": ("int8",), "int8-bf16": ("int8", "bf16")}
 TYPE_NAMES = {"f32": "tensor(float)", "u8": "tensor(uint8)"}
 
 
@@ -73,12 +74,17 @@ def _check_precision(compiled, precision) -> str:
     if precision == "fp32" and ("float32" not in hint or "bf16" in kernels or "f16" in kernels):
         raise DeviceError(f"asked OpenVINO for float32 but it compiled for {hint} "
                           f"(kernels {sorted(kernels)}); use backend='onnxruntime'")
-    wanted = KERNELS.get(precision)
-    if wanted and not wanted & kernels:
-        raise DeviceError(f"asked OpenVINO for {precision} but no kernel runs in it (kernels "
-                          f"{sorted(kernels)}): this CPU or this file does not allow it; use "
-                          "precision='fp32'")
+    for kind in (k for k in NEEDS.get(precision, ()) if not KERNELS[k] & kernels):
+        raise DeviceError(f"asked OpenVINO for {precision} but no kernel runs in {kind} "
+                          f"(kernels {sorted(kernels)}): {_why_not(precision, kind)}")
     return precision
+
+
+def _why_not(precision, kind) -> str:
+    if precision == "int8-bf16" and kind == "bf16":
+        return ("OpenVINO left nothing of this INT8 file in float for bf16 to run; use the "
+                "plain INT8 variant (fexport quantize without --bf16)")
+    return "this CPU or this file does not allow it; open the float32 file instead"
 
 
 def _info(port) -> TensorInfo:
