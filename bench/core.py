@@ -39,12 +39,12 @@ BACKENDS = ("onnxruntime", "openvino")
 # leaves its worker threads spinning (Eigen's in TensorFlow, ONNX Runtime's own) for a while, and
 # on a 2-core machine they would steal the cores from the next runtime's timed call.
 SETTLE_S = 0.05
-# Each turn runs one runner back to back for about this long, every call timed: a call of a tiny
-# model right after the pause times the engine's thread wake-up, not the model (the VWW
-# MobileNet on OpenVINO at batch 8: 2.4 ms a call after a pause, 0.82 ms back to back, and the
-# runner that followed a run of the same file won by 10% on a warm cache).
+# Each turn runs one runner back to back for this long (at least one call), every call timed,
+# the same time for every runner: a call of a tiny model right after the pause times the
+# engine's thread wake-up, not the model (the VWW MobileNet on OpenVINO at batch 8: 2.4 ms a
+# call after a pause, 0.82 ms back to back, and the runner that followed a run of the same
+# file won by 10% on a warm cache).
 TURN_S = 0.1
-MAX_CALLS_PER_TURN = 100
 
 
 @dataclass
@@ -166,23 +166,23 @@ def bench_batch(runners, pixels, warmup, iters, duration) -> list[dict]:
     for _ in range(warmup):
         for runner in runners:
             runner.call(pixels)
-    calls = {r.name: _calls_per_turn(r, pixels) if len(runners) > 1 else 1 for r in runners}
-    latencies = {r.name: [] for r in runners}
-    for _ in _rounds(iters, duration):
+    latencies, rounds = {r.name: [] for r in runners}, 0
+    for rounds, _ in enumerate(_rounds(iters, duration), 1):
         for runner in runners:
             if len(runners) > 1:
                 time.sleep(SETTLE_S)
-            latencies[runner.name] += [_timed(lambda r=runner: r.call(pixels))
-                                       for _ in range(calls[runner.name])]
+            latencies[runner.name] += _turn(runner, pixels, len(runners) > 1)
     return [{"runtime": r.name, **summarize(len(pixels), first[r.name], latencies[r.name]),
-             "iterations": len(latencies[r.name]) // calls[r.name],
-             "calls_per_round": calls[r.name]} for r in runners]
+             "iterations": rounds, "calls_per_round": len(latencies[r.name]) / rounds}
+            for r in runners]
 
 
-def _calls_per_turn(runner, pixels) -> int:
-    """Calls that fill TURN_S, from one warm call's time."""
-    once = _timed(lambda: runner.call(pixels))
-    return max(1, min(MAX_CALLS_PER_TURN, int(TURN_S / max(once, 1e-6))))
+def _turn(runner, pixels, taking_turns) -> list[float]:
+    """One call's time; with runners taking turns, calls back to back until TURN_S is full."""
+    times = [_timed(lambda: runner.call(pixels))]
+    while taking_turns and sum(times) < TURN_S:
+        times.append(_timed(lambda: runner.call(pixels)))
+    return times
 
 
 def bench_images(extractor, paths, batch, warmup, iters, duration) -> list[dict]:
