@@ -22,15 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-from fexport.runtime import host, images
+from fexport.runtime import host
 from fexport.runtime.backends import BF16_PRECISIONS
 from fexport.runtime.backends import onnxruntime_backend as sessions
-from fexport.runtime.extractor import (
-    FeatureExtractor,
-    read_contract,
-    stored_contract,
-    to_model_input,
-)
+from fexport.runtime.contract import read_contract, stored_contract, to_model_input
+from fexport.runtime.extractor import FeatureExtractor
+from fexport.runtime.files import images
 
 PERCENTILES = (50, 90, 95, 99)
 ONNXRUNTIME = "onnxruntime"

@@ -21,7 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-from fexport.runtime import atomic, host
+from fexport.runtime import host
+from fexport.runtime.files import atomic
 
 from . import suite
 
@@ -88,7 +89,7 @@ def _variants(fp32, calibration, evaluation):
 
 
 def _report(path) -> dict:
-    from fexport.runtime.extractor import stored_contract
+    from fexport.runtime.contract import stored_contract
 
     return stored_contract(path).quantization or {}
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fexport.runtime import atomic
+from fexport.runtime.files import atomic
 
 from . import engines, suite
 

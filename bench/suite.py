@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fexport.runtime import atomic
+from fexport.runtime.files import atomic
 
 from . import chart, flops, matmul, report
 from .core import machine

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from fexport import models
-from fexport.runtime import atomic
+from fexport.runtime.files import atomic
 
 from .core import machine, peak_rss_mib
 

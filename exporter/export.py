@@ -324,7 +324,7 @@ def verify_file(path, source=None, verify_images=(), rtol=None, min_cosine=None,
                 unsafe=False) -> dict:
     """Re-run verification of an exported ONNX file against Keras, rebuilt from its contract."""
     from fexport.runtime.backends.onnxruntime_backend import open_session
-    from fexport.runtime.extractor import read_contract
+    from fexport.runtime.contract import read_contract
 
     session = open_session(path, "cpu")  # the reference engine, as at export time
     contract = read_contract(path)

@@ -14,7 +14,9 @@ import math
 import tensorflow as tf
 
 from fexport.models import preprocessing as pp
-from fexport.runtime import images as pixels  # the runtime's layout rules, so both sides agree
+from fexport.runtime.files import (
+    images as pixels,  # the runtime's layout rules, so both sides agree
+)
 
 from . import heads, layouts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fexport.runtime import atomic
+from fexport.runtime.files import atomic
 
 SIDECAR = "fexport_contract.json"
 

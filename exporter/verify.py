@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fexport.precision.quality import row_cosines
-from fexport.runtime import images
-from fexport.runtime.extractor import to_model_input
+from fexport.runtime.contract import to_model_input
+from fexport.runtime.files import images
 
 from . import heads, layouts
 

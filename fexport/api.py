@@ -51,7 +51,7 @@ def _export_options(model, chosen):
 
 
 def _image_list(images) -> list:
-    from fexport.runtime.images import list_images
+    from fexport.runtime.files.images import list_images
 
     if isinstance(images, (str, os.PathLike)):
         return list_images(images) if os.path.isdir(images) else [str(images)]
@@ -61,6 +61,6 @@ def _image_list(images) -> list:
 def layers(model, *, weights="none", input_size=None, unsafe=False) -> list:
     """Every layer of `model` with its output shape and the width each head would give there
     (LayerRow objects; `to_dict()` for JSON), as `fexport layers` prints them."""
-    from fexport.exporter.inspect import layer_rows, load_for_listing
+    from fexport.exporter.layer_table import layer_rows, load_for_listing
 
     return layer_rows(*load_for_listing(model, weights, input_size, unsafe))

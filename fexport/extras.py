@@ -36,7 +36,7 @@ EXTRAS = (
     Extra("openvino", "backend openvino: bf16 and faster INT8 on CPUs (OpenVINO); beside cpu",
           ("openvino",)),
     Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
-    Extra("sklearn", "fexport.runtime.sklearn.ImageFeatures and the linear-probe accuracy "
+    Extra("sklearn", "fexport.runtime.image_features.ImageFeatures and the linear-probe accuracy "
                      "(scikit-learn)", ("sklearn",)),
     Extra("ray", "extract --engine ray (Ray Data)", ("ray",)),
 )

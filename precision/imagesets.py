@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from fexport.errors import UsageError
-from fexport.runtime.images import list_images
+from fexport.runtime.files.images import list_images
 
 from .quality import MIN_EVALUATION_IMAGES
 

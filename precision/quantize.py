@@ -19,9 +19,9 @@ from pathlib import Path
 
 from fexport.errors import UsageError, VerificationError
 from fexport.extras import require
-from fexport.runtime import images
-from fexport.runtime.contract import write_onnx
-from fexport.runtime.extractor import FeatureExtractor, to_model_input
+from fexport.runtime.contract import to_model_input, write_onnx
+from fexport.runtime.extractor import FeatureExtractor
+from fexport.runtime.files import images
 
 from . import imagesets, quality
 

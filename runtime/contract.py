@@ -1,19 +1,29 @@
-"""The artifact's contract: what an exported model expects and what it returns.
+"""The artifact's contract: what an exported model expects and what it returns, and the one
+place that writes it into a file, reads it back, infers it for a file made elsewhere, and turns
+pixels into the input it describes.
 
-The exporter writes it into the ONNX file's `metadata_props` (and beside a SavedModel); the
-runtime reads it back with onnxruntime alone. It lives in the lean half so that reading it never
-needs TensorFlow.
+The exporter writes it into the ONNX file's `metadata_props` (and beside a SavedModel). The
+runtime reads it straight from the file's protobuf bytes: the contract lives in
+ModelProto.metadata_props (field 14, entries of key = 1 and value = 2), and reading it this way
+needs neither the onnx package nor an inference engine, and skips the graph (hundreds of MB for
+large models) by seeking over it, so the contract can decide which engine opens the file. It
+lives in the lean half so that reading it never needs TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from dataclasses import dataclass, field
 
-from fexport.errors import ContractError
+import numpy as np
 
-from . import atomic
+from fexport.errors import ContractError, FexportError, UsageError
+from fexport.models import preprocessing
+
+from . import backends
+from .files import atomic, images
 
 METADATA_KEY = "fexport.contract"
 FORMAT_VERSION = 1
@@ -108,3 +118,104 @@ def plain_contract(input_name, height, width, channels, layout, dtype, feature_d
     return Contract(source="external", source_kind="file", weights="unknown", layers=[],
                     head="unknown", input=spec, preprocessing="none", preprocessing_baked=True,
                     feature_dim=feature_dim, output_name=output_name)
+
+
+def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
+    """float32 NHWC RGB pixels 0..255 -> the ONNX input (its dtype, layout, preprocessing)."""
+    spec = contract.input
+    if not contract.preprocessing_baked:
+        pixels = preprocessing.apply(contract.preprocessing, pixels)
+    if spec.dtype == "uint8":
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(images.from_nhwc(pixels, spec.layout))
+
+
+def stored_contract(path) -> Contract | None:
+    """The fexport contract in the file's metadata, or None for an ONNX file made elsewhere."""
+    backends.check_model_file(path)
+    try:
+        text = read_metadata(path).get(METADATA_KEY)
+    except FexportError as exc:
+        raise FexportError(f"{path}: cannot load it as an ONNX model ({exc}). Re-export it with "
+                           "fexport, or check that the file is complete.") from exc
+    return Contract.from_json(text) if text else None
+
+
+def read_contract(path, input_size=None, engine=None) -> Contract:
+    """The file's fexport contract, or one inferred from its input (`engine`, an opened
+    backend, shows it) when it has none and `input_size` says the image size."""
+    return stored_contract(path) or infer_contract(engine, path, input_size)
+
+
+def infer_contract(engine, path, input_size) -> Contract:
+    if input_size is None or engine is None:
+        raise UsageError(f"{path} has no fexport metadata, so its input size is unknown; pass "
+                         "input_size=(height, width) (CLI: --input-size H W), or export the "
+                         "model with fexport")
+    height, width = input_size
+    inp, out = engine.inputs[0], engine.outputs[0]
+    shape = [d if isinstance(d, int) else None for d in inp.shape]
+    if len(shape) != 4:
+        raise UsageError(f"the model's input {inp.name!r} has shape {inp.shape}; fexport needs "
+                         "a 4-D image input (N, H, W, C) or (N, C, H, W)")
+    layout = "nchw" if shape[1] in (1, 3) and shape[3] not in (1, 3) else "nhwc"
+    channels = shape[1] if layout == "nchw" else shape[3]
+    dtype = "uint8" if inp.type == "tensor(uint8)" else "float32"
+    dim = out.shape[-1] if isinstance(out.shape[-1], int) else 0
+    return plain_contract(inp.name, int(height), int(width), channels or 3, layout, dtype,
+                          dim, out.name)
+
+
+# The protobuf reader behind stored_contract.
+METADATA_PROPS = 14
+LENGTH_DELIMITED, VARINT, FIXED64, FIXED32 = 2, 0, 1, 5
+
+
+def read_metadata(path) -> dict[str, str]:
+    """{key: value} of the file's metadata_props; FexportError when it is not protobuf."""
+    props = {}
+    with open(path, "rb") as f:
+        for field, value in _fields(f, keep=METADATA_PROPS):
+            if field == METADATA_PROPS:
+                entry = dict(_fields(io.BytesIO(value), keep=None))
+                props[_text(entry.get(1))] = _text(entry.get(2))
+    return props
+
+
+def _fields(stream, keep):
+    """(field number, value) of each top-level field; length-delimited values are read only
+    for the field `keep` (None: all), others are skipped."""
+    while (tag := _varint(stream)) is not None:
+        field, wire = tag >> 3, tag & 7
+        if wire == VARINT:
+            yield field, _varint(stream)
+        elif wire == LENGTH_DELIMITED:
+            size = _varint(stream)
+            if size is None:
+                raise FexportError("not an ONNX file: it ends inside a protobuf field")
+            if keep is None or field == keep:
+                yield field, stream.read(size)
+            else:
+                stream.seek(size, io.SEEK_CUR)
+        elif wire in (FIXED64, FIXED32):
+            stream.seek(8 if wire == FIXED64 else 4, io.SEEK_CUR)
+        else:
+            raise FexportError(f"not an ONNX file: protobuf wire type {wire} in field {field}")
+
+
+def _varint(stream) -> int | None:
+    result, shift = 0, 0
+    while byte := stream.read(1):
+        result |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise FexportError("not an ONNX file: a malformed protobuf varint")
+    if shift:
+        raise FexportError("not an ONNX file: it ends inside a protobuf varint")
+    return None
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else ""

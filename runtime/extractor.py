@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fexport.errors import FexportError, ImageError, UsageError
-from fexport.models import preprocessing
 
-from . import backends, images, onnx_metadata
-from .contract import METADATA_KEY, Contract, plain_contract
+from . import backends
+from .contract import infer_contract, stored_contract, to_model_input
+from .files import images
 
 
 @dataclass
@@ -56,7 +56,7 @@ class FeatureExtractor:
         self.path, self.workers = path, max(1, int(workers))
         stored = stored_contract(path)
         self.engine = backends.open_backend(path, stored, backend, device, precision, threads)
-        self.contract = stored or _infer_contract(self.engine, path, input_size)
+        self.contract = stored or infer_contract(self.engine, path, input_size)
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
                                                keep_aspect, exif, spec.layout)
@@ -180,49 +180,3 @@ def _lazy_inputs(inputs, load_options):
         inputs = [inputs]
     for item in inputs:
         yield from images.split_batch_arrays(images.expand_inputs(item), load_options)
-
-
-def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
-    """float32 NHWC RGB pixels 0..255 -> the ONNX input (its dtype, layout, preprocessing)."""
-    spec = contract.input
-    if not contract.preprocessing_baked:
-        pixels = preprocessing.apply(contract.preprocessing, pixels)
-    if spec.dtype == "uint8":
-        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(images.from_nhwc(pixels, spec.layout))
-
-
-def stored_contract(path) -> Contract | None:
-    """The fexport contract in the file's metadata, or None for an ONNX file made elsewhere."""
-    backends.check_model_file(path)
-    try:
-        text = onnx_metadata.read_metadata(path).get(METADATA_KEY)
-    except FexportError as exc:
-        raise FexportError(f"{path}: cannot load it as an ONNX model ({exc}). Re-export it with "
-                           "fexport, or check that the file is complete.") from exc
-    return Contract.from_json(text) if text else None
-
-
-def read_contract(path, input_size=None, engine=None) -> Contract:
-    """The file's fexport contract, or one inferred from its input (`engine`, an opened
-    backend, shows it) when it has none and `input_size` says the image size."""
-    return stored_contract(path) or _infer_contract(engine, path, input_size)
-
-
-def _infer_contract(engine, path, input_size) -> Contract:
-    if input_size is None or engine is None:
-        raise UsageError(f"{path} has no fexport metadata, so its input size is unknown; pass "
-                         "input_size=(height, width) (CLI: --input-size H W), or export the "
-                         "model with fexport")
-    height, width = input_size
-    inp, out = engine.inputs[0], engine.outputs[0]
-    shape = [d if isinstance(d, int) else None for d in inp.shape]
-    if len(shape) != 4:
-        raise UsageError(f"the model's input {inp.name!r} has shape {inp.shape}; fexport needs "
-                         "a 4-D image input (N, H, W, C) or (N, C, H, W)")
-    layout = "nchw" if shape[1] in (1, 3) and shape[3] not in (1, 3) else "nhwc"
-    channels = shape[1] if layout == "nchw" else shape[3]
-    dtype = "uint8" if inp.type == "tensor(uint8)" else "float32"
-    dim = out.shape[-1] if isinstance(out.shape[-1], int) else 0
-    return plain_contract(inp.name, int(height), int(width), channels or 3, layout, dtype,
-                          dim, out.name)

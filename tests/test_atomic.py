@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from fexport.errors import OutputError
-from fexport.runtime import atomic
+from fexport.runtime.files import atomic
 
 
 class Boom(Exception):

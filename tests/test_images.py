@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fexport.errors import ImageError
-from fexport.runtime import images
+from fexport.runtime.files import images
 
 keras = pytest.importorskip("keras")
 

@@ -12,7 +12,8 @@ from PIL import Image
 import fexport
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, UsageError
-from fexport.runtime import FeatureExtractor, images
+from fexport.runtime import FeatureExtractor
+from fexport.runtime.files import images
 
 keras = pytest.importorskip("keras")
 tf_keras = pytest.importorskip("tf_keras")
@@ -191,7 +192,7 @@ def test_a_shape_that_fits_no_reading_is_refused_with_the_accepted_shapes(origin
 
 
 def test_sklearn_transformer_takes_channels_first_arrays(origin, origin_avg):
-    from fexport.runtime.sklearn import ImageFeatures
+    from fexport.runtime.image_features import ImageFeatures
 
     x = _arrays(3, (1, 299, 299), seed=4)
     features = ImageFeatures(str(origin_avg)).fit_transform(x)

@@ -6,8 +6,8 @@ import blocking
 HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "ray", "openvino")  # on use
 
 RUNTIME_PROBE = f"""
-import fexport.runtime, fexport.models, fexport.runtime.sinks, fexport.runtime.doctor
-import fexport.runtime.ray_engine
+import fexport.runtime, fexport.models, fexport.runtime.files.sinks, fexport.runtime.doctor
+import fexport.runtime.engines.ray_engine
 import fexport.cli
 from fexport.runtime import FeatureExtractor
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import error_line, run_cli
 from fexport.errors import OutputError
-from fexport.runtime import lock
+from fexport.runtime.files import lock
 
 
 def _start_extract(model, photos, out, *extra):
@@ -72,7 +72,7 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(resnet8_onnx, photos, tmp_pat
 def test_the_lock_is_reentrant_in_one_process_and_refuses_another(tmp_path):
     out = tmp_path / "f.npz"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom fexport.runtime import lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom fexport.runtime.files import lock\n"
          "with lock.exclusive(sys.argv[1]):\n    print('held', flush=True)\n"
          "    time.sleep(60)\n", str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -12,7 +12,7 @@ import pytest
 from conftest import VWW, run_cli
 from fexport.precision import optimize, quantize
 from fexport.runtime import FeatureExtractor, backends, host
-from fexport.runtime.extractor import stored_contract
+from fexport.runtime.contract import stored_contract
 from test_quantize import CLASSES, crops
 
 METHODS = {"int8 percentile", "int8 minmax", "int8 entropy"}

@@ -13,9 +13,8 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from fexport.errors import ImageError
-from fexport.runtime import images
-from fexport.runtime.contract import plain_contract
-from fexport.runtime.extractor import to_model_input
+from fexport.runtime.contract import plain_contract, to_model_input
+from fexport.runtime.files import images
 
 keras = pytest.importorskip("keras")
 

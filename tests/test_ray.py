@@ -13,7 +13,9 @@ from PIL import Image
 
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, OutputError
-from fexport.runtime import FeatureExtractor, job, ray_engine
+from fexport.runtime import FeatureExtractor
+from fexport.runtime.engines import local as job
+from fexport.runtime.engines import ray_engine
 from readback import read_features
 
 BAD = ("empty.jpg", "text.jpg", "truncated.jpg")

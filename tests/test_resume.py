@@ -15,7 +15,9 @@ from PIL import Image
 
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, OutputError
-from fexport.runtime import FeatureExtractor, job, sinks
+from fexport.runtime import FeatureExtractor
+from fexport.runtime.engines import local as job
+from fexport.runtime.files import sinks
 from readback import read_features
 
 COPIES = 30  # 9 photos x 30 + 2 bad files = 272 inputs, 68 batches of 4

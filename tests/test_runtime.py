@@ -10,7 +10,7 @@ from PIL import Image
 
 from fexport.errors import DeviceError, ImageError, UsageError
 from fexport.runtime import FeatureExtractor
-from fexport.runtime.images import LoadOptions, load
+from fexport.runtime.files.images import LoadOptions, load
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_sklearn_pipeline_on_image_paths(resnet8_onnx, photo_paths):
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
 
-    from fexport.runtime.sklearn import ImageFeatures
+    from fexport.runtime.image_features import ImageFeatures
 
     paths = photo_paths * 2
     labels = [i % 2 for i in range(len(paths))]

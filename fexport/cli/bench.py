@@ -47,8 +47,8 @@ def bench(
 ):
     """Latency percentiles, throughput, first-run latency and session creation time."""
     from fexport.bench.core import bench_model
-    from fexport.runtime import atomic
-    from fexport.runtime.images import expand_inputs
+    from fexport.runtime.files import atomic
+    from fexport.runtime.files.images import expand_inputs
 
     paths = expand_inputs(images) if images else []
     result = bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads, warmup,

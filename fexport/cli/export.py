@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fexport.runtime.images import list_images
+from fexport.runtime.files.images import list_images
 
 from .options import SPLIT_RULE, InputSize, Json, Overwrite, Unsafe, Weights
 
@@ -131,7 +131,7 @@ def _print_report(report, path) -> None:
     if report is None:
         return
     from fexport.exporter.verify import report_lines
-    from fexport.runtime import atomic
+    from fexport.runtime.files import atomic
 
     for line in report_lines(report):
         typer.echo(line)
@@ -149,7 +149,7 @@ def layers(
     unsafe: Unsafe = False,
 ):
     """List every layer with its output shape and the features each head would give."""
-    from fexport.exporter.inspect import layer_rows, load_for_listing
+    from fexport.exporter.layer_table import layer_rows, load_for_listing
 
     rows = layer_rows(*load_for_listing(model, weights, input_size, unsafe))
     if as_json:

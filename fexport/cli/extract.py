@@ -60,7 +60,9 @@ def extract(
 ):
     """Extract features from images into one file, row i for image i; crash-safe, resumable.
     With --engine ray, into a folder of Parquet shards, on a Ray cluster."""
-    from fexport.runtime import FeatureExtractor, job, lock
+    from fexport.runtime import FeatureExtractor
+    from fexport.runtime.engines import local as job
+    from fexport.runtime.files import lock
 
     options = dict(device=device, threads=threads, backend=backend, precision=precision,
                    input_size=input_size, resample=resample, keep_aspect=keep_aspect, exif=exif,
@@ -96,7 +98,7 @@ def _engine(engine, resume, on_error) -> str:
 
 def _extract_on_ray(model_file, inputs, output, run, address, pool, options) -> None:
     """The same images, loader and features, on a Ray cluster; Parquet shards out."""
-    from fexport.runtime import ray_engine
+    from fexport.runtime.engines import ray_engine
 
     batch_size, on_error, overwrite = run
     on_error = "skip" if on_error == "skip" else "raise"
@@ -124,7 +126,7 @@ def _finish(summary, device) -> None:
 def _mode(resume, overwrite, on_error, output) -> str:
     """Check the arguments that need no file opened; the job's mode."""
     from fexport.errors import UsageError
-    from fexport.runtime import atomic, sinks
+    from fexport.runtime.files import atomic, sinks
 
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pass one")
@@ -134,7 +136,7 @@ def _mode(resume, overwrite, on_error, output) -> str:
 
 
 def _listed_inputs(inputs) -> list:
-    from fexport.runtime.images import expand_inputs, nothing_found
+    from fexport.runtime.files.images import expand_inputs, nothing_found
 
     items = expand_inputs(inputs)
     if not items:
@@ -180,7 +182,7 @@ def info(
     from dataclasses import asdict
 
     from fexport.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, onnxruntime
-    from fexport.runtime.extractor import stored_contract
+    from fexport.runtime.contract import stored_contract
 
     engine = OnnxRuntimeBackend(model_file, "cpu")
     contract = stored_contract(model_file)

@@ -104,7 +104,7 @@ def optimize(
     from fexport.precision import optimize as search
     from fexport.precision import quality
     from fexport.precision.quantize import derived_path
-    from fexport.runtime import atomic
+    from fexport.runtime.files import atomic
 
     from .export import refuse_existing
 

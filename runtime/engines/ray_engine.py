@@ -34,9 +34,9 @@ import numpy as np
 from fexport.errors import EngineError, FexportError, ImageError, ModelNotFoundError, UsageError
 from fexport.extras import require
 
-from . import images, lock, parquet_shards, remote, sinks
-from .extractor import FeatureExtractor, check_on_error
-from .job import Summary as _JobSummary
+from ..extractor import FeatureExtractor, check_on_error
+from ..files import images, lock, parquet_shards, remote, sinks
+from .local import Summary as _JobSummary
 
 _loads = 0  # models opened in this process: one per actor process when the pool works as meant
 

@@ -15,7 +15,7 @@ from fexport.extras import require
 from .extractor import FeatureExtractor
 
 # scikit-learn stays optional: without it, importing this module names the extra.
-_base = require("sklearn.base", "fexport.runtime.sklearn")
+_base = require("sklearn.base", "fexport.runtime.image_features")
 
 
 class ImageFeatures(_base.TransformerMixin, _base.BaseEstimator):

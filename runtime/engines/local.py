@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 from fexport.errors import ImageError, OutputError, UsageError
 
-from . import atomic, images, lock, sinks
-from .extractor import check_on_error
-from .store import Record, ShardStore
+from ..extractor import check_on_error
+from ..files import atomic, images, lock, sinks
+from ..files.store import Record, ShardStore
 
 MODES = ("new", "resume", "overwrite")
 STORE_FORMAT = 1
