@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fexport.errors import FexportError, ImageError, UsageError
+from fexport.errors import FexportError, ImageError
 
 from . import backends
 from .contract import infer_contract, stored_contract, to_model_input
 from .files import images
+from .files.inputs import iter_items
+from .on_error import FAIL, check_on_error
 
 
 @dataclass
@@ -92,6 +94,12 @@ class FeatureExtractor:
         return session.get_providers() if session is not None else []
 
     @property
+    def options(self) -> dict:
+        """The keyword arguments it was opened with, all but the path: another process opens
+        the same model the same way with FeatureExtractor(path, **options)."""
+        return {name: value for name, value in self._settings.items() if name != "path"}
+
+    @property
     def threads(self):
         """The intra-op thread count asked for (None: onnxruntime's default, all cores)."""
         return self._settings["threads"]
@@ -105,19 +113,22 @@ class FeatureExtractor:
 
     def extract(self, inputs, batch_size=32) -> np.ndarray:
         """Features for every input, row i for input i; raises ImageError on a bad input."""
-        parts = [batch.features for batch in self.stream(inputs, batch_size, on_error="raise")]
+        parts = [batch.features for batch in self.stream(inputs, batch_size, on_error=FAIL)]
         if not parts:
             return np.zeros((0, self.feature_dim), np.float32)
         return np.concatenate(parts)
 
     def stream(self, inputs, batch_size=32, on_error="skip"):
-        """Yield a Batch per `batch_size` inputs, decoding ahead in threads; bounded memory."""
+        """Yield a Batch per `batch_size` inputs, decoding ahead in threads; bounded memory.
+
+        `on_error` "skip" reports a bad input in its Batch's failures, "fail" raises ImageError.
+        """
         check_on_error(on_error)
-        decoded = self._decode(_lazy_inputs(inputs, self.load_options),
+        decoded = self._decode(iter_items(inputs, self.load_options),
                                window=2 * batch_size + self.workers)
         while chunk := list(itertools.islice(decoded, batch_size)):
             failures = [(key, str(error)) for key, _, error in chunk if error]
-            if failures and on_error == "raise":
+            if failures and on_error == FAIL:
                 raise ImageError(failures[0][1])
             good = [(key, array) for key, array, error in chunk if not error]
             features = self.predict([a for _, a in good]) if good else self._empty()
@@ -159,24 +170,8 @@ class FeatureExtractor:
                 yield _settle(*pending.popleft())
 
 
-ON_ERROR = ("skip", "raise")
-
-
-def check_on_error(on_error) -> None:
-    if on_error not in ON_ERROR:
-        raise UsageError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
-
-
 def _settle(key, future):
     try:
         return key, future.result(), None
     except FexportError as exc:
         return key, None, exc
-
-
-def _lazy_inputs(inputs, load_options):
-    """Expand folders and split batch arrays without materialising a generator of inputs."""
-    if isinstance(inputs, (str, bytes, np.ndarray)) or not hasattr(inputs, "__iter__"):
-        inputs = [inputs]
-    for item in inputs:
-        yield from images.split_batch_arrays(images.expand_inputs(item), load_options)

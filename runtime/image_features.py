@@ -1,5 +1,6 @@
 """A scikit-learn transformer: image paths (or images) in, features out.
 
+    from fexport.runtime import ImageFeatures    # imported on first use: the sklearn extra
     make_pipeline(ImageFeatures("vgg16_feat.onnx"), LogisticRegression()).fit(paths, labels)
 
 `fit` learns nothing. The onnxruntime session is opened on first use and dropped when pickled,
@@ -15,7 +16,7 @@ from fexport.extras import require
 from .extractor import FeatureExtractor
 
 # scikit-learn stays optional: without it, importing this module names the extra.
-_base = require("sklearn.base", "fexport.runtime.image_features")
+_base = require("sklearn.base", "fexport.runtime.ImageFeatures")
 
 
 class ImageFeatures(_base.TransformerMixin, _base.BaseEstimator):

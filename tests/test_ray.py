@@ -13,8 +13,7 @@ from PIL import Image
 
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, OutputError
-from fexport.runtime import FeatureExtractor
-from fexport.runtime.engines import local as job
+from fexport.runtime import FeatureExtractor, extract_to_file
 from fexport.runtime.engines import ray_engine
 from readback import read_features
 
@@ -55,7 +54,7 @@ def inputs(mixed, tmp_path_factory, photo_paths) -> list:
 def local(resnet8_onnx, inputs, tmp_path_factory):
     """The local engine's output: (paths, features, failures)."""
     out = tmp_path_factory.mktemp("local") / "features.parquet"
-    job.extract_to_file(FeatureExtractor(resnet8_onnx), inputs, out, batch_size=32)
+    extract_to_file(FeatureExtractor(resnet8_onnx), inputs, out, batch_size=32)
     return read_features(out)
 
 
@@ -63,8 +62,8 @@ def local(resnet8_onnx, inputs, tmp_path_factory):
 def ray_run(cluster, resnet8_onnx, inputs, tmp_path_factory):
     """Two actors, batches of 1 and shards of 3 rows, so that order and sharding show."""
     out = tmp_path_factory.mktemp("ray") / "features.parquet"
-    summary = ray_engine.extract_to_parquet(resnet8_onnx, inputs, out, batch_size=1,
-                                            num_workers=2, rows_per_shard=3)
+    summary = extract_to_file(resnet8_onnx, inputs, out, engine="ray", batch_size=1,
+                              num_workers=2, rows_per_shard=3)
     return out, summary
 
 
@@ -77,37 +76,40 @@ def test_features_order_and_failures_equal_the_local_engine(ray_run, local):
     assert "empty (0 bytes)" in failures[str(Path(paths[0]).parent / "empty.jpg")]
     assert len(list(out.glob("part-*.parquet"))) > 2
     assert (summary.total, summary.extracted, summary.row_shape) == (14, 11, (64,))
+    assert summary.engine == "ray" and re.fullmatch(r"(cpu|cuda), [12] Ray workers?", summary.ran)
 
 
 def test_each_actor_opens_the_model_once(ray_run):
     """Fourteen batches on a pool of two: a model opened per batch would show as a process that
     opened it more than once, or as more processes than actors."""
-    workers = ray_run[1].workers
+    workers = ray_run[1].ray_workers
     assert 1 <= len(workers) <= 2
     assert [w["loads"] for w in workers.values()] == [1] * len(workers)
     assert sum(w["rows"] for w in workers.values()) == 14
 
 
-def test_on_error_raise_stops_at_the_first_bad_file_and_keeps_nothing(
+def test_on_error_fail_stops_at_the_first_bad_file_and_keeps_nothing(
         cluster, resnet8_onnx, mixed, tmp_path):
     out = tmp_path / "features.parquet"
     with pytest.raises(ImageError, match=r"empty\.jpg: the file is empty"):
-        ray_engine.extract_to_parquet(resnet8_onnx, [mixed], out, batch_size=1, num_workers=2,
-                                      rows_per_shard=1, on_error="raise")
+        extract_to_file(resnet8_onnx, [mixed], out, engine="ray", batch_size=1, num_workers=2,
+                        rows_per_shard=1, on_error="fail")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_uris_in_and_out(cluster, resnet8_onnx, mixed, tmp_path, local):
-    """file:// URIs take the pyarrow.fs path that s3:// and gs:// take."""
+    """file:// URIs take the pyarrow.fs path that s3:// and gs:// take; an open extractor is
+    reopened by the actors with its own options."""
     out = tmp_path / "features.parquet"
-    ray_engine.extract_to_parquet(resnet8_onnx, [mixed.as_uri()], out.as_uri(), num_workers=1)
+    extract_to_file(FeatureExtractor(resnet8_onnx, device="cpu"), [mixed.as_uri()],
+                    out.as_uri(), engine="ray", num_workers=1)
     paths, features, failures = read_features(out)
     assert paths == [Path(p).as_uri() for p in local[0][:-1]]  # all but the odd name
     np.testing.assert_array_equal(features, local[1][:-1])
     assert {Path(k).name: v[len(k):] for k, v in failures.items()} == \
         {Path(k).name: v[len(k):] for k, v in local[2].items()}  # the same words after the key
     with pytest.raises(OutputError, match="already exists: pass --overwrite"):
-        ray_engine.extract_to_parquet(resnet8_onnx, [mixed], out.as_uri())
+        extract_to_file(resnet8_onnx, [mixed], out.as_uri(), engine="ray")
 
 
 def test_a_dataset_of_encoded_bytes(cluster, resnet8_onnx, mixed, local):

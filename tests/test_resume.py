@@ -15,8 +15,7 @@ from PIL import Image
 
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, OutputError
-from fexport.runtime import FeatureExtractor
-from fexport.runtime.engines import local as job
+from fexport.runtime import FeatureExtractor, extract_to_file
 from fexport.runtime.files import sinks
 from readback import read_features
 
@@ -127,11 +126,11 @@ class Crash(Exception):
 def crash_after(batches):
     seen = []
 
-    def on_batch(count):
+    def on_progress(count):
         seen.append(count)
         if len(seen) == batches:
             raise Crash()
-    return on_batch
+    return on_progress
 
 
 @pytest.mark.parametrize("suffix", sinks.FORMATS)
@@ -141,14 +140,14 @@ def test_resume_gives_identical_files_in_every_format(extractor, inputs, tmp_pat
     monkeypatch.setattr(sinks, "PARQUET_ROW_GROUP_BYTES", 5 * 4 * extractor.feature_dim)
     (tmp_path / "whole").mkdir()
     expected = tmp_path / "whole" / f"f{suffix}"
-    job.extract_to_file(extractor, inputs, expected, batch_size=3)
+    extract_to_file(extractor, inputs, expected, batch_size=3)
     out, parts = tmp_path / f"f{suffix}", tmp_path / f"f{suffix}.parts"
     with pytest.raises(Crash):
-        job.extract_to_file(extractor, inputs, out, batch_size=3, on_batch=crash_after(3))
+        extract_to_file(extractor, inputs, out, batch_size=3, on_progress=crash_after(3))
     (parts / "00000003.npy").write_bytes(b"half a shard")  # written, its line never was
     with open(parts / "manifest.jsonl", "ab") as f:
         f.write(b'{"shard": 3, "sta')  # the append that was cut short
-    summary = job.extract_to_file(extractor, inputs, out, batch_size=3, mode="resume")
+    summary = extract_to_file(extractor, inputs, out, batch_size=3, mode="resume")
     assert summary.resumed == 9 and summary.extracted == 18 and len(summary.failures) == 3
     for want, got in zip(sinks.outputs(expected), sinks.outputs(out)):
         assert want.exists() == got.exists(), got
@@ -161,7 +160,7 @@ def test_resume_gives_identical_files_in_every_format(extractor, inputs, tmp_pat
 
 def crashed_store(extractor, inputs, out):
     with pytest.raises(Crash):
-        job.extract_to_file(extractor, inputs, out, batch_size=3, on_batch=crash_after(2))
+        extract_to_file(extractor, inputs, out, batch_size=3, on_progress=crash_after(2))
     return Path(f"{out}.parts")
 
 
@@ -170,14 +169,14 @@ def test_resume_refuses_other_inputs_options_or_model(extractor, inputs, tmp_pat
     crashed_store(extractor, inputs, out)
     with pytest.raises(OutputError, match=r"the input list differs .*\(21 inputs then, 20 now; "
                                           r"input #20 was '.*empty.jpg', is \(none\)\)"):
-        job.extract_to_file(extractor, inputs[:-1], out, batch_size=3, mode="resume")
+        extract_to_file(extractor, inputs[:-1], out, batch_size=3, mode="resume")
     with pytest.raises(OutputError, match=r"--batch-size differs .*\(3 then, 4 now\)"):
-        job.extract_to_file(extractor, inputs, out, batch_size=4, mode="resume")
+        extract_to_file(extractor, inputs, out, batch_size=4, mode="resume")
     other = FeatureExtractor(extractor.path, device="cpu", resample="bilinear")
     with pytest.raises(OutputError, match=r"image loading .* differs"):
-        job.extract_to_file(other, inputs, out, batch_size=3, mode="resume")
+        extract_to_file(other, inputs, out, batch_size=3, mode="resume")
     with pytest.raises(OutputError, match="pass --resume to continue it"):
-        job.extract_to_file(extractor, inputs, out, batch_size=3)
+        extract_to_file(extractor, inputs, out, batch_size=3)
     assert not out.exists() and Path(f"{out}.parts").exists()  # refusals change nothing
 
 
@@ -189,20 +188,20 @@ def test_resume_refuses_a_changed_model_file(resnet8_onnx, inputs, tmp_path):
     with open(model, "ab") as f:
         f.write(b"\0")  # the file changed since the interrupted run
     with pytest.raises(OutputError, match=r"the model file differs .*sha256"):
-        job.extract_to_file(extractor, inputs, tmp_path / "f.npz", 3, mode="resume")
+        extract_to_file(extractor, inputs, tmp_path / "f.npz", batch_size=3, mode="resume")
 
 
 def test_existing_outputs_need_overwrite(extractor, inputs, tmp_path):
     out = tmp_path / "f.npy"
-    job.extract_to_file(extractor, inputs[8:11], out, batch_size=3)  # one of them fails
+    extract_to_file(extractor, inputs[8:11], out, batch_size=3)  # one of them fails
     before = out.read_bytes()
     assert (tmp_path / "f.failures.tsv").exists()
     for mode, words in (("new", "already exists: pass --overwrite"),
                         ("resume", "nothing to resume")):
         with pytest.raises(OutputError, match=words):
-            job.extract_to_file(extractor, inputs[:2], out, batch_size=3, mode=mode)
+            extract_to_file(extractor, inputs[:2], out, batch_size=3, mode=mode)
     assert out.read_bytes() == before
-    summary = job.extract_to_file(extractor, inputs[:2], out, batch_size=3, mode="overwrite")
+    summary = extract_to_file(extractor, inputs[:2], out, batch_size=3, mode="overwrite")
     assert summary.extracted == 2 and np.load(out).shape == (2, 64)
     assert not (tmp_path / "f.failures.tsv").exists()  # none now: the stale list is gone
 
@@ -212,8 +211,8 @@ def test_a_damaged_store_is_named_with_the_fix(extractor, inputs, tmp_path):
     lines = (parts / "manifest.jsonl").read_bytes().splitlines(keepends=True)
     (parts / "manifest.jsonl").write_bytes(lines[0] + b"garbage\n" + lines[1])
     with pytest.raises(OutputError, match=r"store .* is damaged: .*pass --overwrite"):
-        job.extract_to_file(extractor, inputs, tmp_path / "f.npz", 3, mode="resume")
-    summary = job.extract_to_file(extractor, inputs, tmp_path / "f.npz", 3, mode="overwrite")
+        extract_to_file(extractor, inputs, tmp_path / "f.npz", batch_size=3, mode="resume")
+    summary = extract_to_file(extractor, inputs, tmp_path / "f.npz", batch_size=3, mode="overwrite")
     assert summary.extracted == 18 and not parts.exists()
 
 
@@ -247,5 +246,5 @@ def test_on_error_fail_after_recorded_failures_stops_like_an_uninterrupted_run(
         extractor, inputs, tmp_path):
     crashed_store(extractor, inputs[8:], tmp_path / "f.npz")  # batch 0 holds empty.jpg
     with pytest.raises(ImageError, match="empty.*recorded by the interrupted run"):
-        job.extract_to_file(extractor, inputs[8:], tmp_path / "f.npz", 3, on_error="raise",
-                            mode="resume")
+        extract_to_file(extractor, inputs[8:], tmp_path / "f.npz", batch_size=3, on_error="fail",
+                        mode="resume")

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from fexport.runtime import FeatureExtractor, extract_to_file
+
 from .options import (
     Backend,
     BatchSize,
@@ -19,6 +21,7 @@ from .options import (
     Precision,
     Resume,
     Threads,
+    library_default,
 )
 
 
@@ -33,25 +36,29 @@ def extract(
     inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders (recursive).")],
     output: Annotated[str, typer.Option("-o", "--output",
                                         help="Features: .npy, .npz, .csv or .parquet.")],
-    batch_size: BatchSize = 32,
-    device: Device = "auto",
-    backend: Backend = "auto",
-    precision: Precision = "auto",
-    threads: Threads = None,
-    workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 4,
+    batch_size: BatchSize = library_default(extract_to_file, "batch_size"),
+    device: Device = library_default(FeatureExtractor, "device"),
+    backend: Backend = library_default(FeatureExtractor, "backend"),
+    precision: Precision = library_default(FeatureExtractor, "precision"),
+    threads: Threads = library_default(FeatureExtractor, "threads"),
+    workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")]
+    = library_default(FeatureExtractor, "workers"),
     on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
-    = "skip",
-    input_size: InputSize = None,
+    = library_default(extract_to_file, "on_error"),
+    input_size: InputSize = library_default(FeatureExtractor, "input_size"),
     resample: Annotated[str, typer.Option(help="nearest (Keras), bilinear, bicubic, lanczos, "
-                                               "box.")] = "nearest",
+                                               "box.")]
+    = library_default(FeatureExtractor, "resample"),
     keep_aspect: Annotated[bool, typer.Option(help="Center-crop to the aspect ratio first.")]
-    = False,
-    exif: Annotated[bool, typer.Option(help="Apply EXIF orientation.")] = False,
+    = library_default(FeatureExtractor, "keep_aspect"),
+    exif: Annotated[bool, typer.Option(help="Apply EXIF orientation.")]
+    = library_default(FeatureExtractor, "exif"),
     resume: Resume = False,
     overwrite: Overwrite = False,
     engine: Annotated[str, typer.Option(help="local: this machine; ray: a Ray cluster (the "
                                              "ray extra), output a folder of Parquet "
-                                             "shards.")] = "local",
+                                             "shards.")]
+    = library_default(extract_to_file, "engine"),
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: $RAY_ADDRESS, else "
              "a local cluster).")] = None,
@@ -60,96 +67,49 @@ def extract(
 ):
     """Extract features from images into one file, row i for image i; crash-safe, resumable.
     With --engine ray, into a folder of Parquet shards, on a Ray cluster."""
-    from fexport.runtime import FeatureExtractor
-    from fexport.runtime.engines import local as job
-    from fexport.runtime.files import lock
+    from fexport.runtime.engines import checked_run
+    from fexport.runtime.files.inputs import expand
 
-    options = dict(device=device, threads=threads, backend=backend, precision=precision,
-                   input_size=input_size, resample=resample, keep_aspect=keep_aspect, exif=exif,
-                   workers=workers)
-    if _engine(engine, resume, on_error) == "ray":
-        pool = dict(num_workers=num_workers, num_gpus_per_worker=num_gpus_per_worker)
-        return _extract_on_ray(model_file, inputs, output, (batch_size, on_error, overwrite),
-                               address, pool, options)
-    mode = _mode(resume, overwrite, on_error, output)
-    items = _listed_inputs(inputs)
-    with lock.exclusive(output):  # before the model loads: a second run refuses at once
-        extractor = FeatureExtractor(model_file, **options)
-        progress = _Progress(len(items))
-        summary = job.extract_to_file(extractor, items, output, batch_size,
-                                      "skip" if on_error == "skip" else "raise", mode,
-                                      on_batch=progress.update)
+    extractor_options = dict(device=device, threads=threads, backend=backend,
+                             precision=precision, input_size=input_size, resample=resample,
+                             keep_aspect=keep_aspect, exif=exif, workers=workers)
+    ray_options = dict(address=address, num_workers=num_workers,
+                       num_gpus_per_worker=num_gpus_per_worker) if engine == "ray" else {}
+    settings = dict(batch_size=batch_size, on_error=on_error, mode=_mode(resume, overwrite),
+                    engine=engine, **ray_options)
+    checked_run(output, **settings)  # before a long listing or a large model, for nothing
+    items = expand(inputs, uris=engine == "ray")
+    progress = _Progress(len(items))
+    try:
+        summary = extract_to_file(model_file, items, output, on_progress=progress.update,
+                                  **settings, **extractor_options)
+    finally:
         progress.close()
-    _finish(summary, str(extractor.ran))
+    _finish(summary)
 
 
-def _engine(engine, resume, on_error) -> str:
+def _mode(resume, overwrite) -> str:
     from fexport.errors import UsageError
 
-    if engine not in ("local", "ray"):
-        raise UsageError(f"--engine {engine!r}: expected local or ray")
-    if engine == "ray" and resume:
-        raise UsageError("--resume is for --engine local (Ray retries failed tasks itself); "
-                         "rerun with --overwrite")
-    if on_error not in ("skip", "fail"):
-        raise UsageError(f"--on-error {on_error!r}: expected skip or fail")
-    return engine
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pass one")
+    return "resume" if resume else "overwrite" if overwrite else "new"
 
 
-def _extract_on_ray(model_file, inputs, output, run, address, pool, options) -> None:
-    """The same images, loader and features, on a Ray cluster; Parquet shards out."""
-    from fexport.runtime.engines import ray_engine
-
-    batch_size, on_error, overwrite = run
-    on_error = "skip" if on_error == "skip" else "raise"
-    ray_engine.check_arguments(output, on_error, pool["num_workers"])  # before Ray starts
-    items = ray_engine.list_inputs(inputs)
-    with ray_engine.session(address):
-        progress = _Progress(len(items))
-        summary = ray_engine.extract_to_parquet(
-            model_file, items, output, batch_size=batch_size, overwrite=overwrite,
-            on_error=on_error, on_progress=progress.update, **pool, **options)
-        progress.close()
-    devices = sorted({worker.rsplit("/", 1)[-1] for worker in summary.workers})
-    count = len(summary.workers)
-    _finish(summary, f"{'/'.join(devices)}, {count} Ray worker{'s' * (count != 1)}")
-
-
-def _finish(summary, device) -> None:
+def _finish(summary) -> None:
     from fexport.errors import ImageError
 
-    _report(summary, device)
+    _report(summary)
     if summary.failures and not summary.extracted:
         raise ImageError(f"none of the {summary.total} inputs could be read")
 
 
-def _mode(resume, overwrite, on_error, output) -> str:
-    """Check the arguments that need no file opened; the job's mode."""
-    from fexport.errors import UsageError
-    from fexport.runtime.files import atomic, sinks
-
-    if resume and overwrite:
-        raise UsageError("--resume and --overwrite contradict each other; pass one")
-    sinks.check_output(output)
-    atomic.check_writable(output)  # before a large model is loaded for nothing
-    return "resume" if resume else "overwrite" if overwrite else "new"
-
-
-def _listed_inputs(inputs) -> list:
-    from fexport.runtime.files.images import expand_inputs, nothing_found
-
-    items = expand_inputs(inputs)
-    if not items:
-        raise nothing_found(inputs)
-    return items
-
-
-def _report(summary, device) -> None:
+def _report(summary) -> None:
     if summary.resumed:
         typer.echo(f"resumed: {summary.resumed} of {summary.total} inputs were already done")
     shape = " x ".join(str(n) for n in (summary.extracted, *summary.row_shape))
     typer.echo(f"extracted {summary.extracted} of {summary.total} images -> "
-               f"{', '.join(summary.written)} ({shape} float32, {device})")
+               f"{', '.join(summary.written)} ({shape} float32, {summary.ran})")
     for key, reason in summary.failures:
         typer.echo(f"skipped {reason}" if reason.startswith(key) else f"skipped {key}: {reason}",
                    err=True)

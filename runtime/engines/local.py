@@ -6,23 +6,24 @@ removed. `mode="resume"` continues an interrupted run with the same model, input
 it skips the committed batches and redoes at most the one that was in flight. Because the batch
 boundaries are the same as an uninterrupted run's, so are the features, bit for bit.
 
-Without a mode, an existing output or store is never replaced: the caller must say
-"overwrite" or "resume".
+With mode "new" (the default), an existing output or store is never replaced: the caller must
+say "overwrite" or "resume". Called through `engines.extract_to_file`, which checks the settings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
-from fexport.errors import ImageError, OutputError, UsageError
+from fexport.errors import ImageError, OutputError
 
-from ..extractor import check_on_error
 from ..files import atomic, images, lock, sinks
+from ..files.inputs import expand
 from ..files.store import Record, ShardStore
+from ..on_error import FAIL
+from .base import Run, Summary, check_options, open_model
 
-MODES = ("new", "resume", "overwrite")
 STORE_FORMAT = 1
 # What a resumed run must share with the interrupted one, in the words a user knows it by.
 SETTINGS = {"store_format": "the store format (a different fexport version)",
@@ -32,53 +33,46 @@ SETTINGS = {"store_format": "the store format (a different fexport version)",
             "batch_size": "--batch-size", "inputs_sha256": "the input list"}
 
 
-@dataclass
-class Summary:
-    total: int  # inputs
-    extracted: int  # inputs with a row in the output
-    failures: list = field(default_factory=list)  # (key, reason), in input order
-    written: list = field(default_factory=list)  # the files written, output first
-    resumed: int = 0  # inputs that an interrupted run had already done
-    row_shape: tuple = ()
+def check(output, run: Run, options) -> None:
+    """Refuse what no run could do, before a model is opened."""
+    check_options(options, "local")
+    sinks.check_output(output)
+    atomic.check_writable(output)
 
 
-def extract_to_file(extractor, inputs, output, batch_size=32, on_error="skip", mode="new",
-                    on_batch=None) -> Summary:
+def extract_to_file(extractor_or_path, inputs, output, run: Run, **extractor_options) -> Summary:
     """Features of `inputs` into `output` (.npy/.npz/.csv/.parquet), row i for the i-th good input.
 
-    `on_batch(count)` is called after each committed batch with the inputs it covered (and
-    once at the start with the inputs an interrupted run had already done). One process at a
-    time writes `output`: another one's run raises OutputError at once (runtime/lock.py).
+    `run.on_progress(count)` is called after each committed batch with the inputs it covered
+    (and once at the start with the inputs an interrupted run had already done). One process
+    at a time writes `output`: another one's run raises OutputError at once (files/lock.py).
     """
-    _check_arguments(output, on_error, mode)
-    with lock.exclusive(output):
-        return _run(extractor, inputs, output, (batch_size, on_error, mode), on_batch)
+    with lock.exclusive(output):  # before the model loads: a second run refuses at once
+        extractor = open_model(extractor_or_path, extractor_options)
+        return _run(extractor, expand(inputs, extractor.load_options), output, run)
 
 
-def _run(extractor, inputs, output, options, on_batch) -> Summary:
-    batch_size, on_error, mode = options
-    items = images.split_batch_arrays(images.expand_inputs(inputs), extractor.load_options)
+def _run(extractor, items, output, run: Run) -> Summary:
     keys = [images.describe(item) for item in items]
     store = ShardStore(output)
-    records = _prepare(store, mode, identity(extractor, keys, batch_size), keys)
-    _refuse_recorded_failures(records, on_error, store)
+    records = _prepare(store, run.mode, identity(extractor, keys, run.batch_size), keys)
+    _refuse_recorded_failures(records, run.on_error, store)
     resumed = records[-1].end if records else 0
-    _extract_the_rest(extractor, items, records, (batch_size, on_error), store,
-                      on_batch or (lambda count: None))
+    _extract_the_rest(extractor, items, records, run, store)
     shape = tuple(store.first_row_shape(records) or (extractor.feature_dim,))
     written = _finish(store, records, shape)
-    return _summary(records, len(keys), written, resumed, shape)
+    return _summary(records, len(keys), written, shape, resumed=resumed, ran=str(extractor.ran))
 
 
-def _extract_the_rest(extractor, items, records, options, store, on_batch) -> None:
+def _extract_the_rest(extractor, items, records, run: Run, store) -> None:
     """Extract and commit the batches after the committed `records`, appending to them."""
     start = records[-1].end if records else 0
     if start:
-        on_batch(start)  # progress counts the inputs the interrupted run already did
-    for record, features in _batches(extractor, items, start, *options, store):
+        run.progress(start)  # progress counts the inputs the interrupted run already did
+    for record, features in _batches(extractor, items, start, run, store):
         store.commit(record, features)
         records.append(record)
-        on_batch(record.end - record.start)
+        run.progress(record.end - record.start)
 
 
 def _finish(store, records, shape) -> list[str]:
@@ -96,14 +90,6 @@ def identity(extractor, keys, batch_size) -> dict:
             "device": extractor.device, "threads": extractor.threads, "ran": str(extractor.ran),
             "load": asdict(extractor.load_options), "batch_size": int(batch_size),
             "inputs": len(keys), "inputs_sha256": _sha256(json.dumps(keys).encode())}
-
-
-def _check_arguments(output, on_error, mode) -> None:
-    if mode not in MODES:
-        raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    check_on_error(on_error)
-    sinks.check_output(output)
-    atomic.check_writable(output)
 
 
 def _prepare(store, mode, ident, keys) -> list[Record]:
@@ -153,15 +139,15 @@ def _at(keys, index) -> str:
 def _refuse_recorded_failures(records, on_error, store) -> None:
     """A run resumed with --on-error fail stops where an uninterrupted one would have."""
     failed = [pair for record in records for pair in record.failed]
-    if failed and on_error == "raise":
+    if failed and on_error == FAIL:
         raise ImageError(f"{failed[0][1]} (recorded by the interrupted run in {store.path})")
 
 
-def _batches(extractor, items, start, batch_size, on_error, store):
+def _batches(extractor, items, start, run: Run, store):
     """(Record, features) per batch from input `start` on, numbered as in a run from 0."""
-    shard = start // batch_size
-    try:
-        for batch in extractor.stream(items[start:], batch_size, on_error=on_error):
+    shard = start // run.batch_size
+    try:  # a slice of Items is Items: the stream takes them as they are, not expanded again
+        for batch in extractor.stream(items[start:], run.batch_size, on_error=run.on_error):
             end = start + len(batch.keys) + len(batch.failures)
             yield Record(shard, start, end, batch.keys, [list(f) for f in batch.failures]), \
                 batch.features
@@ -172,10 +158,10 @@ def _batches(extractor, items, start, batch_size, on_error, store):
                          "--resume --on-error skip") from exc
 
 
-def _summary(records, total, written, resumed, row_shape) -> Summary:
+def _summary(records, total, written, row_shape, **details) -> Summary:
     failures = [tuple(pair) for record in records for pair in record.failed]
     extracted = sum(len(record.done) for record in records)
-    return Summary(total, extracted, failures, written, resumed, row_shape)
+    return Summary(total, extracted, failures, written, row_shape=row_shape, **details)
 
 
 def _file_sha256(path) -> str:

@@ -79,12 +79,15 @@ def list_images(folder) -> list[str]:
 
 def nothing_found(inputs) -> UsageError:
     """The error for inputs that name no image at all."""
-    return UsageError(f"no images found in {', '.join(map(str, inputs))} (looked for "
-                      f"{' '.join(IMAGE_EXTENSIONS)}, recursively)")
+    named = ", ".join(map(str, inputs)) or "an empty list of inputs"
+    return UsageError(f"no images found in {named} (looked for {' '.join(IMAGE_EXTENSIONS)}, "
+                      "recursively); pass image files or folders that hold some")
 
 
 def expand_inputs(items) -> list:
-    """Replace each directory among `items` by the images it holds; keep everything else."""
+    """Replace each directory among `items` by the images it holds; keep everything else.
+
+    The folder step of files/inputs.py, which turns a user's inputs into items: use that."""
     if isinstance(items, (str, Path, bytes, np.ndarray, Image.Image)):
         items = [items]
     expanded = []
