@@ -17,8 +17,6 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -28,6 +26,9 @@ from fexport.runtime.backends import onnxruntime_backend as sessions
 from fexport.runtime.contract import read_contract, stored_contract, to_model_input
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import images
+
+from .keras_side import keras_runners  # TensorFlow loads only when it is called
+from .runner import Runner
 
 PERCENTILES = (50, 90, 95, 99)
 ONNXRUNTIME = "onnxruntime"
@@ -42,17 +43,17 @@ SETTLE_S = 0.05
 # call after a pause, 0.82 ms back to back, and the runner that followed a run of the same
 # file won by 10% on a warm cache).
 TURN_S = 0.1
+# `fexport bench`'s defaults, which its options show: the CPU unless asked (a GPU host's numbers
+# are another run), a few untimed calls to settle allocations, then 20 timed rounds.
+DEFAULT_BATCH_SIZES = (1, 8)
+DEFAULT_DEVICE = "cpu"
+DEFAULT_WARMUP = 3
+DEFAULT_ITERS = 20
 
 
-@dataclass
-class Runner:
-    name: str
-    call: Callable[[np.ndarray], object]  # float32 NHWC RGB pixels 0..255 -> features
-
-
-def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, iters=20,
-                duration=None, input_size=None, compare_keras=False, image_paths=(),
-                variants=(), all_backends=False) -> dict:
+def bench_model(path, batch_sizes=DEFAULT_BATCH_SIZES, device=DEFAULT_DEVICE, threads=None,
+                warmup=DEFAULT_WARMUP, iters=DEFAULT_ITERS, duration=None, input_size=None,
+                compare_keras=False, image_paths=(), variants=(), all_backends=False) -> dict:
     """Time `path` at each batch size; a JSON-ready dict with the machine it ran on.
 
     `variants`: other ONNX files of the same model (an INT8 or FP16 one) timed alongside.
@@ -67,8 +68,6 @@ def bench_model(path, batch_sizes=(1, 8), device="cpu", threads=None, warmup=3, 
                *_other_runners(path, variants, (device, threads, input_size),
                                skipped if all_backends else None)]
     if compare_keras:
-        from .keras_side import keras_runners  # TensorFlow: only when asked for
-
         runners += keras_runners(contract)
     rows = [row for n in batch_sizes
             for row in bench_batch(runners, random_pixels(contract, n), warmup, iters, duration)]
@@ -176,9 +175,10 @@ def bench_batch(runners, pixels, warmup, iters, duration) -> list[dict]:
 
 def _turn(runner, pixels, taking_turns) -> list[float]:
     """One call's time; with runners taking turns, calls back to back until TURN_S is full."""
-    times = [_timed(lambda: runner.call(pixels))]
-    while taking_turns and sum(times) < TURN_S:
+    times, spent = [], 0.0
+    while not times or (taking_turns and spent < TURN_S):
         times.append(_timed(lambda: runner.call(pixels)))
+        spent += times[-1]
     return times
 
 

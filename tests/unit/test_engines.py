@@ -197,10 +197,14 @@ def test_expansion_rules(pictures, tmp_path):
         expand(x for x in [])
 
 
-def test_image_features_is_importable_lazily_and_names_its_extra():
+def test_image_features_comes_from_the_runtime_where_sklearn_is():
+    pytest.importorskip("sklearn")
     from fexport.runtime import ImageFeatures
 
     assert ImageFeatures.__module__ == "fexport.runtime.image_features"
+
+
+def test_image_features_is_importable_lazily_and_names_its_extra():
     proc = blocking.run_python(("sklearn",), "from fexport.runtime import ImageFeatures\n")
     assert proc.returncode != 0 and 'pip install "fexport[sklearn]"' in proc.stderr
     proc = blocking.run_python((), "import fexport.runtime, sys\n"

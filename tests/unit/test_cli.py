@@ -1,0 +1,67 @@
+"""The fexport command line in a fresh interpreter: help, the registry, an ONNX file's
+contract, the install report, and one-line errors with their exit statuses."""
+
+import json
+import subprocess
+import sys
+
+from fexport import models
+from unit.conftest import TINY
+
+
+def fexport(*args):
+    return subprocess.run([sys.executable, "-m", "fexport", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_the_commands():
+    proc = fexport("--help")
+    assert proc.returncode == 0, proc.stderr
+    for command in ("export", "extract", "info", "doctor", "models", "quantize"):
+        assert command in proc.stdout
+
+
+def test_models_lists_every_backbone():
+    proc = fexport("models")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(models.SPECS)
+    assert lines[0].split() == ["VGG16", "224x224", "caffe", "block5_pool", "512"]
+    listed = json.loads(fexport("models", "--json").stdout)
+    assert [spec["name"] for spec in listed] == models.names()
+
+
+def test_info_prints_the_tiny_models_contract():
+    proc = fexport("info", TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "input   images: tensor(float) ['N', 16, 16, 3]" in proc.stdout
+    assert "output  features: tensor(float) ['N', 4]" in proc.stdout
+    assert 'source               "tiny_features"' in proc.stdout
+    data = json.loads(fexport("info", TINY, "--json").stdout)
+    assert data["contract"]["feature_dim"] == 4 and data["contract"]["head"] == "avg"
+    assert data["inputs"][0]["name"] == "images"
+
+
+def test_info_on_a_file_made_elsewhere_asks_for_the_input_size(plain_model):
+    proc = fexport("info", plain_model)
+    assert proc.returncode == 0, proc.stderr
+    assert "no fexport metadata: pass --input-size H W" in proc.stdout
+
+
+def test_doctor_reports_json():
+    proc = fexport("doctor", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert "CPUExecutionProvider" in data["onnxruntime"]["providers"]
+
+
+def test_errors_are_one_line_with_their_exit_status(tmp_path):
+    missing = fexport("info", tmp_path / "none.onnx")
+    assert missing.returncode == 1
+    assert missing.stderr == f"fexport: error: {tmp_path / 'none.onnx'}: no such model file\n"
+    usage = fexport("extract", TINY, tmp_path, "-o", tmp_path / "f.txt")
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("fexport: error: output ") and "unknown format .txt" in \
+        usage.stderr
+    unknown_option = fexport("info", "--no-such-option")
+    assert unknown_option.returncode == 2

@@ -1,0 +1,45 @@
+"""runtime/doctor.py: what this install can do, every part of it checked against the
+environment it describes."""
+
+import importlib.metadata
+import json
+import os
+
+import onnxruntime
+
+from fexport import extras
+from fexport.runtime import doctor
+
+
+def test_the_report_describes_this_install():
+    found = doctor.report()
+    assert [e.name for e in found.extras] == [e.name for e in extras.EXTRAS]
+    for status, (extra, missing) in zip(found.extras, extras.status()):
+        assert (status.adds, status.missing) == (extra.adds, missing)
+    cpu_extra = next(e for e in found.extras if e.name == "cpu")
+    assert cpu_extra.missing == []  # onnxruntime imports here
+    assert found.onnxruntime["version"] == onnxruntime.__version__
+    assert "CPUExecutionProvider" in found.onnxruntime["providers"]
+    assert found.cpu["usable_cores"] == len(os.sched_getaffinity(0))
+    assert found.cpu["logical_cores"] == os.cpu_count()
+    assert found.packages["fexport"] == importlib.metadata.version("fexport")
+    assert found.packages["onnxruntime"] == importlib.metadata.version("onnxruntime")
+    assert set(found.packages) == set(doctor.PACKAGES)
+
+
+def test_each_cuda_library_loads_or_says_why_not():
+    libraries = doctor.report().cuda_libraries
+    assert list(libraries) == ["CUDA runtime", "cuBLAS", "cuDNN"]
+    for state in libraries.values():
+        assert state.startswith(("loads from ", "not found: ")), state
+
+
+def test_the_report_is_json_ready():
+    data = json.loads(json.dumps(doctor.report().to_dict()))
+    assert data["extras"][0]["name"] == "cpu" and "flags" in data["cpu"]
+
+
+def test_loaded_from_finds_a_mapped_library():
+    path = doctor.loaded_from("libc.so")  # every CPython on Linux maps libc
+    assert path and os.path.basename(path).startswith("libc.so") and os.path.exists(path)
+    assert doctor.loaded_from("libnothing-such.so") is None

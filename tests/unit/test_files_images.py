@@ -1,0 +1,242 @@
+"""runtime/files/images.py: images and arrays in, float32 (H, W, C) out, by Keras's rule; every
+bad input an ImageError with a one-line reason."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from fexport.errors import ImageError, UsageError
+from fexport.runtime.files import images
+from fexport.runtime.files.images import LoadOptions
+
+RGB = LoadOptions(16, 16)
+GRAY = LoadOptions(16, 16, channels=1)
+
+
+def _save(path, array, **kwargs):
+    Image.fromarray(array).save(path, **kwargs)
+    return str(path)
+
+
+def test_folders_are_listed_recursively_sorted_and_by_extension(tmp_path):
+    for name in ("b.PNG", "a.jpg", "z/c.webp", "z/d.txt", "y/e.JPEG", "f.npy"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = images.list_images(tmp_path)
+    assert found == sorted(found)
+    assert [os.path.relpath(p, tmp_path) for p in found] == \
+        ["a.jpg", "b.PNG", "y/e.JPEG", "z/c.webp"]
+
+
+def test_expand_inputs_replaces_folders_and_keeps_everything_else(image_folder, image_paths):
+    array = np.zeros((16, 16, 3))
+    assert images.expand_inputs(str(image_folder)) == sorted(image_paths)
+    expanded = images.expand_inputs([image_folder, "missing.png", array])
+    assert expanded[:5] == sorted(image_paths)
+    assert expanded[5] == "missing.png" and expanded[6] is array
+
+
+def test_no_images_found_names_the_inputs_and_the_extensions():
+    message = str(images.nothing_found(["here", "there"]))
+    assert "no images found in here, there" in message and ".webp" in message
+
+
+def test_describe_names_each_kind_of_input():
+    assert images.describe("a/b.png") == "a/b.png"
+    assert images.describe(np.zeros((2, 3), np.uint8)) == "<array (2, 3) uint8>"
+    assert images.describe(Image.new("RGBA", (4, 5))) == "<PIL RGBA 4x5>"
+    assert images.describe(3.0) == "<float>"
+
+
+def test_a_png_at_the_models_size_loads_exactly(image_paths, pixels):
+    loaded = images.load(image_paths[0], RGB)
+    assert loaded.dtype == np.float32 and loaded.shape == (16, 16, 3)
+    np.testing.assert_array_equal(loaded, pixels[0])
+
+
+def test_bytes_a_path_and_a_pil_image_load_alike(image_paths):
+    path = image_paths[1]
+    with open(path, "rb") as f:
+        data = f.read()
+    from_path = images.load(path, RGB)
+    np.testing.assert_array_equal(images.load(data, RGB), from_path)
+    np.testing.assert_array_equal(images.load(Image.open(path), RGB), from_path)
+
+
+def test_nearest_resize_of_blocks_keeps_each_blocks_colour(tmp_path):
+    blocks = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    big = blocks.repeat(2, axis=0).repeat(2, axis=1)  # 32x32, each pixel a 2x2 block
+    loaded = images.load(_save(tmp_path / "big.png", big), RGB)
+    np.testing.assert_array_equal(loaded, blocks)
+
+
+def test_keep_aspect_crops_the_centre_before_resizing(tmp_path):
+    wide = np.zeros((16, 32, 3), np.uint8)
+    wide[:, :8] = wide[:, 24:] = (255, 0, 0)  # red outer quarters
+    wide[:, 8:24] = (0, 255, 0)  # a green centre square
+    path = _save(tmp_path / "wide.png", wide)
+    cropped = images.load(path, LoadOptions(16, 16, keep_aspect=True))
+    assert (cropped == (0, 255, 0)).all()
+    squashed = images.load(path, RGB)
+    assert (squashed[:, 0] == (255, 0, 0)).all() and (squashed[:, 8] == (0, 255, 0)).all()
+
+
+def test_grayscale_is_replicated_and_alpha_dropped_for_rgb_models(tmp_path):
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    loaded = images.load(_save(tmp_path / "g.png", gray), RGB)
+    np.testing.assert_array_equal(loaded, np.repeat(gray[:, :, None], 3, axis=2))
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = (10, 20, 30)  # fully transparent: the colour is kept, not composited
+    loaded = images.load(_save(tmp_path / "t.png", rgba), RGB)
+    assert (loaded == (10, 20, 30)).all()
+
+
+def test_sixteen_bit_grayscale_stays_whole_for_one_channel_and_clips_for_rgb(tmp_path):
+    deep = np.full((16, 16), 300, np.uint16)
+    deep[0, 0] = 65535
+    path = _save(tmp_path / "deep.png", deep)
+    gray = images.load(path, GRAY)
+    assert gray.shape == (16, 16, 1) and gray[0, 0, 0] == 65535 and gray[1, 1, 0] == 300
+    assert images.load(path, RGB).max() == 255
+
+
+def test_colour_becomes_luma_for_one_channel_models(tmp_path):
+    colours = np.zeros((16, 16, 3), np.uint8)
+    colours[:, :, 0] = 255  # pure red: ITU-R 601 luma 0.299 * 255 = 76.2
+    loaded = images.load(_save(tmp_path / "red.png", colours), GRAY)
+    assert loaded.shape == (16, 16, 1) and (loaded == 76).all()
+
+
+def test_an_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=10)
+    assert (images.load(str(path), RGB) == (255, 0, 0)).all()
+
+
+def test_the_format_is_read_from_the_content_not_the_name(tmp_path, pixels):
+    path = _save(tmp_path / "really_a_png.jpg", pixels[0].astype(np.uint8), format="PNG")
+    np.testing.assert_array_equal(images.load(path, RGB), pixels[0])  # lossless: a PNG
+
+
+def test_exif_orientation_is_ignored_unless_asked_for(tmp_path):
+    halves = np.zeros((16, 16, 3), np.uint8)
+    halves[:, 8:] = 255  # left black, right white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = _save(tmp_path / "rotated.png", halves, exif=exif)
+    np.testing.assert_array_equal(images.load(path, RGB), halves)
+    turned = images.load(path, LoadOptions(16, 16, exif=True))
+    assert (turned[:8] == 0).all() and (turned[8:] == 255).all()  # now top black, bottom white
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d / "missing.png", "cannot read the file"),
+    (lambda d: d, "not a regular file"),
+    (lambda d: _write(d / "empty.png", b""), "the file is empty"),
+    (lambda d: _write(d / "text.png", b"hello, not an image"), "not an image Pillow can read"),
+    (lambda d: _write(d / "cut.png", _png_bytes()[:60]), "damaged or truncated"),
+])
+def test_unreadable_files_raise_one_line_image_errors(tmp_path, make, words):
+    item = make(tmp_path)
+    with pytest.raises(ImageError, match=words) as caught:
+        images.load(str(item), RGB)
+    assert "\n" not in str(caught.value) and str(item) in str(caught.value)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):
+        images.load(str(fifo), RGB)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
+    path = _save(tmp_path / "big.png", np.zeros((64, 64), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > twice this limit
+    with pytest.raises(ImageError, match="decompression bomb"):
+        images.load(path, RGB)
+
+
+def test_other_input_types_and_channel_counts_are_refused(image_paths):
+    with pytest.raises(ImageError, match="expected a file path, bytes"):
+        images.load(42, RGB)
+    with pytest.raises(ImageError, match="1 or 3 channels; this model has 4"):
+        images.load(image_paths[0], LoadOptions(16, 16, channels=4))
+    with pytest.raises(UsageError, match="unknown resampling 'cubic'"):
+        LoadOptions(16, 16, resample="cubic")
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int16, np.uint8, np.float64])
+def test_arrays_at_the_models_size_pass_through_as_float32(dtype):
+    array = (np.arange(16 * 16 * 3) % 2).reshape(16, 16, 3).astype(dtype)
+    loaded = images.load(array, RGB)
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, array.astype(np.float32))
+
+
+def test_channels_first_arrays_are_read_in_an_nchw_models_layout():
+    chw = np.random.default_rng(1).random((3, 16, 16))
+    loaded = images.load(chw, LoadOptions(16, 16, layout="nchw"))
+    np.testing.assert_array_equal(loaded, chw.transpose(1, 2, 0).astype(np.float32))
+    with pytest.raises(ImageError, match=r"takes arrays shaped \(N, 16, 16, 3\), \(16, 16, 3\)"):
+        images.load(chw, RGB)  # an NHWC model does not take CHW
+
+
+def test_an_array_that_fits_two_readings_is_read_in_the_models_layout():
+    cube = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    as_nchw = images.load(cube, LoadOptions(3, 3, layout="nchw"))
+    np.testing.assert_array_equal(as_nchw, cube.transpose(1, 2, 0))
+    np.testing.assert_array_equal(images.load(cube, LoadOptions(3, 3)), cube)
+
+
+def test_uint8_arrays_of_another_size_go_through_pil():
+    big = np.full((32, 8, 3), 7, np.uint8)
+    assert (images.load(big, RGB) == 7).all() and images.load(big, RGB).shape == (16, 16, 3)
+    gray = np.full((5, 5), 9, np.uint8)
+    assert (images.load(gray, RGB) == 9).all()
+
+
+@pytest.mark.parametrize("array", [np.zeros((16, 16, 3), complex), np.zeros((0, 5, 3), np.uint8),
+                                   np.zeros((8, 8, 3), np.float32), np.array(["a"])])
+def test_other_arrays_are_refused_naming_the_shapes_accepted(array):
+    with pytest.raises(ImageError, match="resize it first or pass the image file"):
+        images.load(array, RGB)
+
+
+def test_batch_arrays_split_into_images_in_channels_last():
+    nchw = np.random.default_rng(2).random((4, 3, 16, 16)).astype(np.float32)
+    split = images.split_batch_arrays([nchw, "x.png"], LoadOptions(16, 16, layout="nchw"))
+    assert len(split) == 5 and split[4] == "x.png"
+    np.testing.assert_array_equal(np.stack(split[:4]), nchw.transpose(0, 2, 3, 1))
+    odd = np.zeros((2, 5, 5, 5))  # no batch form of the model: split along its first axis
+    assert [a.shape for a in images.split_batch_arrays([odd], RGB)] == [(5, 5, 5)] * 2
+
+
+@given(st.sampled_from(["nhwc", "nchw", "nhw"]), st.integers(1, 3), st.integers(1, 4))
+def test_layouts_round_trip(layout, batch, side):
+    channels = 1 if layout == "nhw" else 3
+    x = np.arange(batch * side * side * channels, dtype=np.float32).reshape(
+        batch, side, side, channels)
+    moved = images.from_nhwc(x, layout)
+    expected_shape = {"nhwc": x.shape, "nchw": (batch, channels, side, side),
+                      "nhw": (batch, side, side)}[layout]
+    assert moved.shape == expected_shape
+    np.testing.assert_array_equal(images.to_nhwc(moved, layout), x)
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _png_bytes():
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        buffer, "PNG")
+    return buffer.getvalue()
