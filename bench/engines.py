@@ -89,9 +89,11 @@ def _variants(fp32, calibration, evaluation):
 
 
 def _report(path) -> dict:
+    """The variant's quality report as it goes into the results' JSON."""
     from fexport.runtime.contract import stored_contract
 
-    return stored_contract(path).quantization or {}
+    report = stored_contract(path).quantization
+    return report.to_dict() if report else {}
 
 
 def name_for(machine, suite_name="engines") -> str:

@@ -70,7 +70,7 @@ def _int8(data) -> list[str]:
                        f"{int8['images_per_s']:.1f} | "
                        f"{int8['images_per_s'] / fp32['images_per_s']:.2f}x | "
                        f"{quality['min_cosine']:.4f} | {quality['mean_cosine']:.4f} | "
-                       f"{quality['neighbour_overlap_at_5']:.0%} |")
+                       f"{quality['neighbour_overlap']:.0%} |")
     return out
 
 

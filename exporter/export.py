@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fexport import __version__, models
 from fexport.errors import LayerError, UsageError, VerificationError
+from fexport.reports import SHAPE_MISMATCH, CheckResult, VerificationReport
 from fexport.runtime.contract import Contract, InputSpec, write_onnx
 
 from . import convert, cut, graph, heads, layouts, load, save
@@ -43,7 +44,7 @@ class ExportOptions:
 class ExportResult:
     contract: Contract
     written: list[str]
-    report: dict | None  # the verification report (None with verify=False)
+    report: VerificationReport | None  # None with verify=False
 
     def summary(self) -> str:
         c = self.contract
@@ -54,16 +55,16 @@ class ExportResult:
     def __repr__(self) -> str:
         if self.report is None:
             return f"<{self.summary()}; not verified>"
-        v = self.contract.verification
-        state = "passed" if v["passed"] else "FAILED"
-        return (f"<{self.summary()}; verification {state}: {v['checks']} checks, max rel "
-                f"{v['max_rel']:.2g}, min cosine {v['min_cosine']:.7f}>")
+        r = self.report
+        state = "passed" if r.passed else "FAILED"
+        return (f"<{self.summary()}; verification {state}: {len(r.checks)} checks, max rel "
+                f"{r.max_rel:.2g}, min cosine {r.min_cosine:.7f}>")
 
     def to_dict(self) -> dict:
         import json
 
         return {"written": list(self.written), "contract": json.loads(self.contract.to_json()),
-                "verification": self.report}
+                "verification": self.report.to_dict() if self.report else None}
 
 
 @dataclass
@@ -95,7 +96,7 @@ def _convert_and_verify(prepared, options) -> ExportResult:
     function, lifted = _feature_function(prepared, contract, options, lift=True)
     proto = convert.to_onnx(function, lifted, options.opset)
     report = _verify(proto, contract, prepared, options) if options.verify else None
-    contract.verification = _summary(report)
+    contract.verification = report
     written = []
     if options.output:
         write_onnx(proto, contract, options.output)
@@ -104,7 +105,7 @@ def _convert_and_verify(prepared, options) -> ExportResult:
         plain, _ = _feature_function(prepared, contract, options, lift=False)
         save.save_saved_model(plain, prepared.cut_model, contract, options.saved_model)
         written.append(str(options.saved_model))
-    if report and not report["passed"]:
+    if report and not report.passed:
         raise VerificationError(_failure_message(report, written), report)
     return ExportResult(contract, written, report)
 
@@ -249,7 +250,7 @@ def reference_for(prepared: Prepared, options) -> verification.Reference:
                                   prepared.flatten_order, prepared.layout)
 
 
-def _verify(proto, contract, prepared, options) -> dict:
+def _verify(proto, contract, prepared, options) -> VerificationReport:
     import onnxruntime as ort
 
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -257,32 +258,22 @@ def _verify(proto, contract, prepared, options) -> dict:
                          options.verify_images, options.rtol, options.min_cosine)
 
 
-def _summary(report) -> dict | None:
-    if report is None:
-        return None
-    checks = report["checks"]
-    return {"passed": report["passed"], "rtol": report["rtol"],
-            "min_cosine_threshold": report["min_cosine"], "checks": len(checks),
-            "max_rel": max(c["max_rel"] for c in checks),
-            "min_cosine": min(c["min_cosine"] for c in checks)}
-
-
-def _failure_message(report, written) -> str:
-    worst = [c for c in report["checks"] if not c["passed"]][0]
-    if worst["keras_shape"] != worst["onnx_shape"]:
-        what = f"shape {worst['onnx_shape']} but Keras gives {worst['keras_shape']}"
+def _failure_message(report: VerificationReport, written) -> str:
+    worst = report.first_failure
+    if worst.outcome == SHAPE_MISMATCH:
+        what = f"shape {list(worst.onnx_shape)} but Keras gives {list(worst.keras_shape)}"
     else:
-        what = (f"max rel error {worst['max_rel']:.3g} (limit {report['rtol']:g}), min cosine "
-                f"{worst['min_cosine']:.6f} (limit {report['min_cosine']:g})")
+        what = (f"max rel error {worst.max_rel:.3g} (limit {report.max_rel_allowed:g}), min "
+                f"cosine {worst.min_cosine:.6f} (limit {report.min_cosine_required:g})")
     kept = f"The files were kept for inspection: {', '.join(written)}. " if written else ""
-    return f"verification failed on {worst['label']}: {what}. {kept}{_advice(worst)}"
+    return f"verification failed on {worst.label}: {what}. {kept}{_advice(worst)}"
 
 
-def _advice(check) -> str:
-    if check.get("rounding_explains"):
-        return (f"Keras itself moves by max rel {check['keras_self_rel']:.3g} (min cosine "
-                f"{check['keras_self_cosine']:.6f}) when its input moves by "
-                f"{verification.INPUT_NOISE:g}: the difference is float32 rounding as this "
+def _advice(check: CheckResult) -> str:
+    if check.rounding_explains:
+        return (f"Keras itself moves by max rel {check.noise_floor.max_rel:.3g} (min cosine "
+                f"{check.noise_floor.min_cosine:.6f}) when its input moves by "
+                f"{check.noise_floor.input_noise:g}: the difference is float32 rounding as this "
                 "model amplifies it, not evidence of a conversion defect, but rounding this loud "
                 "would also hide one. Verify with trained weights (--weights imagenet "
                 "or PATH), or accept it with --rtol/--min-cosine.")
@@ -321,7 +312,7 @@ def reference_from_contract(contract, source=None, unsafe=False) -> verification
 
 
 def verify_file(path, source=None, verify_images=(), rtol=None, min_cosine=None,
-                unsafe=False) -> dict:
+                unsafe=False) -> VerificationReport:
     """Re-run verification of an exported ONNX file against Keras, rebuilt from its contract."""
     from fexport.runtime.backends.onnxruntime_backend import open_session
     from fexport.runtime.contract import read_contract

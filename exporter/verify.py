@@ -7,12 +7,15 @@ runtime's own input conversion. A shape mismatch fails whatever the tolerances.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from fexport import reports
 from fexport.precision.quality import row_cosines
+from fexport.reports import CheckResult, NoiseFloor, VerificationReport
 from fexport.runtime.contract import to_model_input
 from fexport.runtime.files import images
 
@@ -38,47 +41,6 @@ SENSITIVITY_FACTOR = 4.0
 MAX_NOISE_FLOOR = 1e-3
 RANDOM_BATCHES = (1, 3)
 IMAGE_BATCH = 8
-
-
-@dataclass
-class Check:
-    label: str
-    keras_shape: tuple
-    onnx_shape: tuple
-    max_abs: float
-    max_rel: float
-    min_cosine: float
-    passed: bool
-    # Only for failed checks: Keras against itself under INPUT_NOISE (see above).
-    keras_self_rel: float | None = None
-    keras_self_cosine: float | None = None
-
-    @property
-    def rounding_explains(self) -> bool:
-        return (self.keras_self_rel is not None and self.keras_shape == self.onnx_shape
-                and self.max_rel <= SENSITIVITY_FACTOR * self.keras_self_rel)
-
-    @property
-    def verifiable(self) -> bool:
-        return self.keras_self_rel is None or self.keras_self_rel <= MAX_NOISE_FLOOR
-
-    def line(self) -> str:
-        mark = "ok  " if self.passed else "FAIL"
-        if self.keras_shape != self.onnx_shape:
-            return (f"{mark} {self.label}: shape mismatch, keras {self.keras_shape} vs onnx "
-                    f"{self.onnx_shape}")
-        text = (f"{mark} {self.label}: shape {self.onnx_shape}  max abs {self.max_abs:.3g}  "
-                f"max rel {self.max_rel:.3g}  min cosine {self.min_cosine:.7f}")
-        if self.keras_self_rel is None:
-            return text
-        if self.passed:
-            cause = "within float32 rounding as this model amplifies it"
-        elif self.rounding_explains:
-            cause = "float32 rounding amplified beyond what verification can resolve"
-        else:
-            cause = "far beyond rounding: a conversion defect"
-        return (f"{text}; Keras vs itself with {INPUT_NOISE:g} input noise: max rel "
-                f"{self.keras_self_rel:.3g}, min cosine {self.keras_self_cosine:.7f} -> {cause}")
 
 
 @dataclass
@@ -121,15 +83,19 @@ def keras_preprocess(mode, registry_spec=None):
     return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
 
 
-def compare(label, expected, actual, rtol, min_cosine) -> Check:
+def compare(label, expected, actual, rtol, min_cosine) -> CheckResult:
+    """Keras's `expected` against ONNX's `actual`: OK within both tolerances, else DEFECT
+    until `judge_by_noise_floor` looks closer (check_one does when it is beyond them)."""
     if expected.shape != actual.shape:
-        return Check(label, expected.shape, actual.shape, np.inf, np.inf, -1.0, False)
+        return CheckResult(label, expected.shape, actual.shape, np.inf, np.inf, -1.0,
+                           reports.SHAPE_MISMATCH)
     diff = np.abs(expected.astype(np.float64) - actual)
     max_abs = float(diff.max()) if diff.size else 0.0
     max_rel = max_abs / max(float(np.abs(expected).max()) if diff.size else 0.0, 1e-30)
     cosine = float(row_cosines(expected, actual).min()) if diff.size else 1.0
-    passed = max_rel <= rtol and cosine >= min_cosine
-    return Check(label, expected.shape, actual.shape, max_abs, max_rel, cosine, passed)
+    within = max_rel <= rtol and cosine >= min_cosine
+    return CheckResult(label, expected.shape, actual.shape, max_abs, max_rel, cosine,
+                       reports.OK if within else reports.DEFECT)
 
 
 def verification_inputs(contract, image_paths=(), seed=0):
@@ -157,37 +123,31 @@ def run_onnx(session, contract, pixels) -> np.ndarray:
 
 
 def verify(session, contract, reference, image_paths=(), rtol=DEFAULT_RTOL,
-           min_cosine=DEFAULT_MIN_COSINE) -> dict:
-    """Compare every verification input; a report dict with one entry per check."""
+           min_cosine=DEFAULT_MIN_COSINE) -> VerificationReport:
+    """Compare every verification input; one check each."""
     checks = [check_one(label, pixels, session, contract, reference, rtol, min_cosine)
               for label, pixels in verification_inputs(contract, list(image_paths))]
-    return {"passed": all(c.passed for c in checks), "rtol": rtol, "min_cosine": min_cosine,
-            "rounding_explains": any(c.rounding_explains for c in checks),
-            "verifiable": all(c.verifiable for c in checks),
-            "checks": [_as_json(c) for c in checks]}
+    return VerificationReport(tuple(checks), max_rel_allowed=rtol, min_cosine_required=min_cosine)
 
 
-def check_one(label, pixels, session, contract, reference, rtol, min_cosine) -> Check:
+def check_one(label, pixels, session, contract, reference, rtol, min_cosine) -> CheckResult:
     expected = reference.features(pixels)
     check = compare(label, expected, run_onnx(session, contract, pixels), rtol, min_cosine)
-    if not check.passed and check.keras_shape == check.onnx_shape:
-        noise = np.random.default_rng(0).standard_normal(pixels.shape) * INPUT_NOISE
-        itself = compare(label, expected, reference.features(pixels * (1 + noise)), rtol,
-                         min_cosine)
-        check.keras_self_rel, check.keras_self_cosine = itself.max_rel, itself.min_cosine
-        check.passed = check.rounding_explains and check.verifiable
-    return check
+    if check.outcome != reports.DEFECT:
+        return check
+    noise = np.random.default_rng(0).standard_normal(pixels.shape) * INPUT_NOISE
+    itself = compare(label, expected, reference.features(pixels * (1 + noise)), rtol,
+                     min_cosine)
+    return judge_by_noise_floor(check, NoiseFloor(INPUT_NOISE, itself.max_rel,
+                                                  itself.min_cosine))
 
 
-def _as_json(check: Check) -> dict:
-    data = asdict(check)
-    data["rounding_explains"] = check.rounding_explains
-    data["keras_shape"], data["onnx_shape"] = list(check.keras_shape), list(check.onnx_shape)
-    return data
-
-
-def report_lines(report) -> list[str]:
-    fields = set(Check.__dataclass_fields__)
-    return [Check(**{**{k: v for k, v in c.items() if k in fields},
-                     "keras_shape": tuple(c["keras_shape"]),
-                     "onnx_shape": tuple(c["onnx_shape"])}).line() for c in report["checks"]]
+def judge_by_noise_floor(check: CheckResult, floor: NoiseFloor) -> CheckResult:
+    """A check beyond the tolerances, judged against how far Keras moves from itself."""
+    if check.max_rel > SENSITIVITY_FACTOR * floor.max_rel:
+        outcome = reports.DEFECT
+    elif floor.max_rel <= MAX_NOISE_FLOOR:
+        outcome = reports.ROUNDING
+    else:
+        outcome = reports.UNRESOLVABLE
+    return dataclasses.replace(check, outcome=outcome, noise_floor=floor)

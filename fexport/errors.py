@@ -4,6 +4,10 @@ Every message says what was received, what was expected and how to fix it. Libra
 these; only the CLI turns them into one line and an exit code.
 """
 
+from __future__ import annotations
+
+from fexport.reports import QualityReport, VerificationReport
+
 
 class FexportError(Exception):
     """Base class: an error whose message is meant for the user as it is."""
@@ -38,9 +42,11 @@ class ConversionError(FexportError):
 
 
 class VerificationError(FexportError):
-    """The exported model's outputs differ from Keras beyond tolerance, or in shape."""
+    """The exported model's outputs differ from Keras beyond tolerance, or in shape (`report`
+    is a VerificationReport), or a reduced-precision variant's features fall below the gate
+    (a QualityReport)."""
 
-    def __init__(self, message, report=None):
+    def __init__(self, message, report: VerificationReport | QualityReport | None = None):
         super().__init__(message)
         self.report = report
 

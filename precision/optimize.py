@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fexport.errors import DeviceError
 from fexport.extras import installed, require
+from fexport.reports import QualityReport
 from fexport.runtime import backends, host
 from fexport.runtime.contract import write_onnx
 from fexport.runtime.extractor import FeatureExtractor
@@ -33,7 +34,7 @@ class Candidate:
     backend: str
     precision: str
     file: str  # the ONNX file (the float32 original for fp32 candidates)
-    report: dict | None = None  # quality against float32; None for the reference itself
+    report: QualityReport | None = None  # against float32; None for the reference itself
     images_per_s: float = 0.0
     verdict: str = ""  # "pass", or why not
 
@@ -42,15 +43,20 @@ class Candidate:
         return self.verdict == "pass"
 
     def row(self, baseline) -> dict:
-        report = self.report or {"min_cosine": 1.0, "mean_cosine": 1.0,
-                                 f"neighbour_overlap_at_{quality.NEIGHBOURS}": 1.0}
+        """The candidate's line of the table; the reference agrees with itself exactly."""
+        report = self.report or _SELF_AGREEMENT
         return {"candidate": self.name, "backend": self.backend, "precision": self.precision,
                 "images_per_s": self.images_per_s,
                 "speedup": self.images_per_s / baseline if baseline else None,
-                "min_cosine": report["min_cosine"], "mean_cosine": report["mean_cosine"],
-                "nearest_5": report[f"neighbour_overlap_at_{quality.NEIGHBOURS}"],
-                "kept_float": (self.report or {}).get("kept_float", []),
+                "min_cosine": report.min_cosine, "mean_cosine": report.mean_cosine,
+                "nearest_5": report.neighbour_overlap, "kept_float": list(report.kept_float),
                 "verdict": self.verdict}
+
+
+# The float32 reference's row: it agrees with itself exactly.
+_SELF_AGREEMENT = QualityReport(images=0, min_cosine=1.0, mean_cosine=1.0, max_rel=0.0,
+                                neighbour_overlap=1.0, neighbours=quality.NEIGHBOURS,
+                                min_cosine_required=0.0)
 
 
 @dataclass
@@ -59,7 +65,7 @@ class OptimizeResult:
     chosen: dict | None  # the row written, or None when nothing beat float32 within the gate
     written: str | None
     batch_size: int
-    min_cosine: float
+    min_cosine_required: float
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -97,10 +103,9 @@ def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE
 def _float32(model, reference, base) -> list[Candidate]:
     found = [Candidate("fp32", "onnxruntime", "fp32", str(model), verdict="pass")]
     if installed("openvino"):
-        options = dataclasses.replace(base, precision="fp32")
         report = quality.evaluate(reference, FeatureExtractor(model, "cpu", backend="openvino"),
                                   base.evaluation_images, base.labels, base.min_cosine)
-        found.append(_judged("fp32", "openvino", "fp32", model, report, options))
+        found.append(_judged("fp32", "openvino", "fp32", model, report))
     return found
 
 
@@ -118,8 +123,7 @@ def _bf16(reference, base, workdir, notes) -> list[Candidate]:
         return []
     options = dataclasses.replace(base, precision="bf16")
     file = quantize.build(options, reference, workdir)
-    return [_judged("bf16", "openvino", "bf16", file, quantize.judge(file, reference, options),
-                    options)]
+    return [_judged("bf16", "openvino", "bf16", file, quantize.judge(file, reference, options))]
 
 
 def _int8(reference, base, workdir, notes, timing) -> list[Candidate]:
@@ -131,7 +135,7 @@ def _int8(reference, base, workdir, notes, timing) -> list[Candidate]:
         files[method] = quantize.build(options, reference, workdir)
         found += _on_backends(f"int8 {method}", files[method], reference, options, notes)
     if not any(c.passed for c in found):
-        closest = max(found, key=lambda c: c.report["min_cosine"])
+        closest = max(found, key=lambda c: c.report.min_cosine)
         method = closest.name.split()[-1]
         others, timer = timing
         timer(others)
@@ -146,7 +150,7 @@ def _on_backends(name, file, reference, options, notes) -> list[Candidate]:
     bf16 (a copy whose contract says so)."""
     backends = ["onnxruntime"] + (["openvino"] if installed("openvino") else [])
     found = [_judged(name, backend, "int8", file,
-                     quantize.judge(file, reference, options, backend), options)
+                     quantize.judge(file, reference, options, backend))
              for backend in backends]
     return found + ([] if _bf16_missing() else _int8_bf16(name, file, reference, options, notes))
 
@@ -159,8 +163,7 @@ def _int8_bf16(name, file, reference, options, notes) -> list[Candidate]:
     except DeviceError as exc:  # nothing left in float for bf16 to run
         notes.append(f"no \"{name}, float parts bf16\" candidate: {exc}")
         return []
-    return [_judged(f"{name}, float parts bf16", "openvino", bf16.precision, marked, report,
-                    bf16)]
+    return [_judged(f"{name}, float parts bf16", "openvino", bf16.precision, marked, report)]
 
 
 def _keep_float(reference, options, files, notes, speed) -> list[Candidate]:
@@ -188,9 +191,9 @@ def _keep_float(reference, options, files, notes, speed) -> list[Candidate]:
     return tried
 
 
-def _judged(name, backend, precision, file, report, options) -> Candidate:
-    verdict = "pass" if report["passed"] else \
-        f"min cosine {report['min_cosine']:.4f} < {options.min_cosine:g}"
+def _judged(name, backend, precision, file, report: QualityReport) -> Candidate:
+    verdict = "pass" if report.passed else \
+        f"min cosine {report.min_cosine:.4f} < {report.min_cosine_required:g}"
     return Candidate(name, backend, precision, str(file), report, verdict=verdict)
 
 
@@ -212,13 +215,14 @@ class _Timer:
             candidates[int(row["runtime"])].images_per_s = row["images_per_s"]
 
 
-def _finish(candidates, reference, output, batch_size, min_cosine, notes) -> OptimizeResult:
+def _finish(candidates, reference, output, batch_size, min_cosine_required,
+            notes) -> OptimizeResult:
     baseline = candidates[0].images_per_s  # float32 on ONNX Runtime, the reference
     fastest_fp32 = max(c.images_per_s for c in candidates if c.precision == "fp32")
     passing = [c for c in candidates if c.passed and c.precision != "fp32"
                and c.images_per_s > fastest_fp32]
     rows = [c.row(baseline) for c in candidates]
-    result = OptimizeResult(rows, None, None, batch_size, min_cosine, notes)
+    result = OptimizeResult(rows, None, None, batch_size, min_cosine_required, notes)
     if not passing:
         notes.append("nothing beats float32 within the gate: no file written")
         return result
@@ -230,7 +234,7 @@ def _finish(candidates, reference, output, batch_size, min_cosine, notes) -> Opt
 
 def _write(best, contract, output, result) -> str:
     onnx = require("onnx", "writing the optimized variant")
-    table = {"batch_size": result.batch_size, "min_cosine_threshold": result.min_cosine,
+    table = {"batch_size": result.batch_size, "min_cosine_required": result.min_cosine_required,
              "chosen": best.name + f" on {best.backend}", "candidates": result.rows}
     chosen = dataclasses.replace(contract, precision=_contract_precision(best.precision),
                                  backend=best.backend, quantization=best.report,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fexport.extras import require
+from fexport.reports import QualityReport
 
 # Min per-image cosine to FP32. Measured on real photos (32 calibration images, 32 others):
 # INT8 VGG16 and ResNet50 (random weights) 0.998, the pretrained mini-Xception 0.991 with
@@ -23,19 +24,19 @@ MIN_EVALUATION_IMAGES = NEIGHBOURS + 2
 PROBE_FOLDS = 3  # the linear probe's cross-validation: each class needs this many images
 
 
-def evaluate(reference, candidate, paths, labels=None, min_cosine=DEFAULT_MIN_COSINE) -> dict:
-    """Compare two FeatureExtractors on `paths`; a JSON-ready report."""
+def evaluate(reference, candidate, paths, labels=None,
+             min_cosine=DEFAULT_MIN_COSINE) -> QualityReport:
+    """Compare two FeatureExtractors on `paths`: the measurements, gated at `min_cosine`
+    (quantize.judge adds what the candidate is and what ran it)."""
     expected, actual = reference.extract(paths), candidate.extract(paths)
     cosines = row_cosines(expected, actual)
-    report = {"images": len(paths), "min_cosine": float(cosines.min()),
-              "mean_cosine": float(cosines.mean()), "max_rel": _max_rel(expected, actual),
-              f"neighbour_overlap_at_{NEIGHBOURS}": neighbour_overlap(expected, actual),
-              "min_cosine_threshold": min_cosine}
-    if labels is not None:
-        report["linear_probe_accuracy"] = {"float32": probe_accuracy(expected, labels),
-                                           "candidate": probe_accuracy(actual, labels)}
-    report["passed"] = report["min_cosine"] >= min_cosine
-    return report
+    probes = (probe_accuracy(expected, labels), probe_accuracy(actual, labels)) \
+        if labels is not None else (None, None)
+    return QualityReport(
+        images=len(paths), min_cosine=float(cosines.min()), mean_cosine=float(cosines.mean()),
+        max_rel=_max_rel(expected, actual), neighbour_overlap=neighbour_overlap(expected, actual),
+        neighbours=NEIGHBOURS, min_cosine_required=min_cosine,
+        probe_accuracy_float32=probes[0], probe_accuracy_candidate=probes[1])
 
 
 def row_cosines(a, b) -> np.ndarray:
@@ -80,23 +81,8 @@ def probe_accuracy(features, labels, folds=PROBE_FOLDS) -> float:
     return float(model_selection.cross_val_score(probe, features, labels, cv=splits).mean())
 
 
-def report_lines(report) -> list[str]:
-    lines = [f"{report['precision']} ({report['method']}, {report['calibration_samples']} "
-             f"calibration images) vs float32 on {report['images']} other images:",
-             f"  cosine min {report['min_cosine']:.5f} mean {report['mean_cosine']:.5f} "
-             f"(threshold {report['min_cosine_threshold']:g}), max rel error "
-             f"{report['max_rel']:.3g}",
-             f"  nearest-{NEIGHBOURS} overlap "
-             f"{report[f'neighbour_overlap_at_{NEIGHBOURS}']:.1%}"]
-    probe = report.get("linear_probe_accuracy")
-    if probe:
-        lines.append(f"  logistic regression accuracy: float32 {probe['float32']:.1%}, "
-                     f"{report['precision']} {probe['candidate']:.1%}")
-    return lines
-
-
-def failure_message(report, output) -> str:
-    return (f"{report['precision']} features fall to cosine {report['min_cosine']:.4f} of "
-            f"float32 on at least one image (threshold {report['min_cosine_threshold']:g}). "
+def failure_message(report: QualityReport, output) -> str:
+    return (f"{report.precision} features fall to cosine {report.min_cosine:.4f} of "
+            f"float32 on at least one image (threshold {report.min_cosine_required:g}). "
             f"{output} was written for inspection. Try another --method (percentile, minmax, "
             "entropy), more calibration images (--samples), or keep float32.")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fexport.errors import UsageError, VerificationError
 from fexport.extras import require
+from fexport.reports import QualityReport
 from fexport.runtime.contract import to_model_input, write_onnx
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import images
@@ -46,7 +47,7 @@ class QuantizeOptions:
     nodes_to_exclude: list = field(default_factory=list)  # INT8: nodes kept in float
 
 
-def quantize(options: QuantizeOptions) -> dict:
+def quantize(options: QuantizeOptions) -> QualityReport:
     """Write the reduced-precision model; its quality report. Raises VerificationError (after
     writing, so the file can be inspected) when min cosine falls below the threshold."""
     _check(options)
@@ -55,7 +56,7 @@ def quantize(options: QuantizeOptions) -> dict:
         candidate = build(options, reference, workdir)
         report = judge(candidate, reference, options)
         _save(candidate, reference.contract, report, options.output)
-    if not report["passed"]:
+    if not report.passed:
         raise VerificationError(quality.failure_message(report, options.output), report)
     return report
 
@@ -77,16 +78,16 @@ def build(options, reference, workdir) -> Path:
     return candidate
 
 
-def judge(candidate, reference, options, backend="auto") -> dict:
+def judge(candidate, reference, options, backend="auto") -> QualityReport:
     """The quality report of `candidate` against float32, on the backend that runs it (the
     one path for quantize, convert and optimize)."""
     judged = FeatureExtractor(candidate, device="cpu", backend=backend)
     report = quality.evaluate(reference, judged, options.evaluation_images, options.labels,
                               options.min_cosine)
-    report.update(precision=options.precision, method=_method_label(options),
-                  calibration_samples=_samples(options), measured_on=str(judged.ran),
-                  reference=str(reference.ran), kept_float=list(options.nodes_to_exclude))
-    return report
+    return dataclasses.replace(
+        report, precision=options.precision, method=_method_label(options),
+        calibration_samples=_samples(options), measured_on=str(judged.ran),
+        reference=str(reference.ran), kept_float=tuple(options.nodes_to_exclude))
 
 
 def _check(options) -> None:
@@ -222,9 +223,9 @@ def _method_label(options) -> str:
         options.precision]
 
 
-def _save(candidate, contract, report, output) -> None:
+def _save(candidate, contract, report: QualityReport, output) -> None:
     proto = require("onnx", "writing a reduced-precision variant").load(str(candidate))
-    contract.precision = report["precision"]
+    contract.precision = report.precision
     contract.quantization = report
     write_onnx(proto, contract, output)
 

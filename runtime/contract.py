@@ -21,12 +21,15 @@ import numpy as np
 
 from fexport.errors import ContractError, FexportError, UsageError
 from fexport.models import preprocessing
+from fexport.reports import QualityReport, VerificationReport
 
 from . import backends
 from .files import atomic, images
 
 METADATA_KEY = "fexport.contract"
-FORMAT_VERSION = 1
+# 2: `verification` holds every check and the tolerances as max_rel_allowed and
+# min_cosine_required; `quantization` names its gate min_cosine_required (fexport/reports.py).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,20 @@ class Contract:
     seed: int | None = None  # the init seed when weights are "none", so `verify` can rebuild them
     include_top: bool = False
     versions: dict = field(default_factory=dict)
-    verification: dict | None = None
+    verification: VerificationReport | None = None  # None: exported with --no-verify
     precision: str = "float32"  # "float32", or the variant's: "int8", "fp16", "bf16", "int8-bf16"
-    quantization: dict | None = None  # a variant's quality report against its float32 model
+    quantization: QualityReport | None = None  # a variant's quality against its float32 model
     backend: str | None = None  # the backend an optimized variant won on (`auto` opens it so)
     optimization: dict | None = None  # `fexport optimize`'s table of candidates
     source_class: str | None = None  # the Keras class of an in-memory model ("Sequential")
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        data = dataclasses.asdict(self)
+        for name in _REPORTS:  # their own to_dict: it adds what they derive, such as `passed`
+            report = getattr(self, name)
+            data[name] = report.to_dict() if report is not None else None
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Contract:
@@ -89,11 +96,18 @@ class Contract:
                     f"the model's fexport contract has format_version {version!r}; this fexport "
                     f"reads version {FORMAT_VERSION}. Re-export the model with this fexport.")
             data["input"] = InputSpec(**data["input"])
+            for name, report_class in _REPORTS.items():
+                if data.get(name) is not None:
+                    data[name] = report_class.from_dict(data[name])
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ContractError(
                 f"the model's fexport metadata is not a valid contract ({exc}). Re-export the "
                 "model, or pass the input size yourself to use it as a plain ONNX file.") from exc
+
+
+# The contract's fields that hold a typed report, and the report's class.
+_REPORTS = {"verification": VerificationReport, "quantization": QualityReport}
 
 
 def attach(proto, contract) -> None:

@@ -74,7 +74,7 @@ def test_each_head_matches_numpy_over_keras(convnet, tmp_path, head):
                 "max": raw.max(axis=(1, 2)), "none": raw}[head]
     assert_close(run_onnx(out, x), expected)
     assert result.contract.feature_dim == int(np.prod(expected.shape[1:]))
-    assert result.report["passed"] and len(result.report["checks"]) == 2
+    assert result.report.passed and len(result.report.checks) == 2
 
 
 def test_negative_index_penultimate_and_multi_layer_concat(convnet, tmp_path):
@@ -162,7 +162,7 @@ def test_failed_verification_raises_and_keeps_the_file(convnet, tmp_path):
     out = tmp_path / "v.onnx"
     with pytest.raises(VerificationError, match="files were kept") as info:
         export(ExportOptions(path, layers=["gap"], output=str(out), min_cosine=1.5))
-    assert out.exists() and info.value.report["passed"] is False
+    assert out.exists() and info.value.report.passed is False
 
 
 def test_layer_errors_say_what_exists(convnet, tmp_path):
@@ -189,7 +189,7 @@ def test_unknown_height_width_needs_input_size(tmp_path):
         export(ExportOptions(str(path), layers=["conv"], output=str(tmp_path / "x.onnx")))
     result = export(ExportOptions(str(path), layers=["conv"], input_size=(16, 12),
                                   output=str(tmp_path / "x.onnx")))
-    assert result.contract.feature_dim == 14 * 10 * 4 and result.report["passed"]
+    assert result.contract.feature_dim == 14 * 10 * 4 and result.report.passed
 
 
 def test_no_preprocess_leaves_it_to_the_runtime(convnet, tmp_path):
@@ -200,7 +200,7 @@ def test_no_preprocess_leaves_it_to_the_runtime(convnet, tmp_path):
     export(ExportOptions(path, layers=["gap"], preprocess="torch", output=str(baked)))
     result = export(ExportOptions(path, layers=["gap"], preprocess="torch",
                                   bake_preprocessing=False, output=str(raw)))
-    assert result.contract.preprocessing_baked is False and result.report["passed"]
+    assert result.contract.preprocessing_baked is False and result.report.passed
     x = pixels(3, 20, 24)
     # The raw graph expects preprocessed input; the extractor applies torch mode in numpy.
     from_raw = FeatureExtractor(raw, device="cpu").extract(x)
@@ -218,7 +218,7 @@ def test_registry_weights_from_a_file(tmp_path):
     out = tmp_path / "w.onnx"
     result = export(ExportOptions("mobilenetv2", weights=str(weights), head="avg",
                                   input_size=(96, 96), output=str(out)))
-    assert result.contract.weights == str(weights) and result.report["passed"]
+    assert result.contract.weights == str(weights) and result.report.passed
     x = pixels(2, 96, 96)
     expected = source.predict(keras.applications.mobilenet_v2.preprocess_input(x.copy()),
                               verbose=0).mean(axis=(1, 2))

@@ -70,7 +70,7 @@ def origin_avg(origin, tmp_path_factory):
     result = fexport.export(model, layer=last_pool, head="avg", output=out)
     assert (result.contract.source_kind, result.contract.source_class) == ("memory",
                                                                            "Sequential")
-    assert result.report["passed"] and result.written == [str(out)]
+    assert result.report.passed and result.written == [str(out)]
     return out
 
 
@@ -236,7 +236,7 @@ def test_keras2_h5_with_channels_first_layers(tmp_path):
         tf_keras.layers.Flatten(), tf_keras.layers.Dense(3)])
     model.save(tmp_path / "cf.h5")
     result = fexport.export(str(tmp_path / "cf.h5"), layer="pool", output=tmp_path / "cf.onnx")
-    assert result.contract.input.shape("N") == ("N", 3, 32, 32) and result.report["passed"]
+    assert result.contract.input.shape("N") == ("N", 3, 32, 32) and result.report.passed
     x = _arrays(2, (3, 32, 32), seed=7)
     pool = tf_keras.Model(model.inputs, model.get_layer("pool").output)
     assert_close(FeatureExtractor(tmp_path / "cf.onnx", device="cpu").extract(x),
@@ -249,5 +249,5 @@ def test_a_live_model_keeps_its_own_layer_names(tmp_path):
                               keras.layers.MaxPooling2D(name="pool:a")])
     result = fexport.export(model, layer="pool:a", head="avg", output=tmp_path / "n.onnx",
                             verify_images=None)
-    assert result.report["passed"] and result.contract.layers == ["pool:a"]
+    assert result.report.passed and result.contract.layers == ["pool:a"]
     assert [layer.name for layer in model.layers] == ["conv 1", "pool:a"]

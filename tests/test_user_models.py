@@ -29,7 +29,7 @@ def test_real_third_party_models_export_and_verify(tmp_path, photo_paths, path, 
     result = export(ExportOptions(str(path), layers=[layer], head=head, preprocess=preprocess,
                                   output=str(out), verify_images=photo_paths[:4]))
     assert result.contract.feature_dim == dim
-    assert result.report["passed"] and len(result.report["checks"]) == 3  # 2 random + photos
+    assert result.report.passed and len(result.report.checks) == 3  # 2 random + photos
     features = FeatureExtractor(out, device="cpu").extract(photo_paths)
     assert features.shape == (len(photo_paths), dim) and np.isfinite(features).all()
 
@@ -58,7 +58,7 @@ def test_tf_keras_sequential_h5_and_saved_model(tmp_path):
     for source in ("old.h5", "saved_model_dir"):
         result = export(ExportOptions(str(tmp_path / source), layers=["pool/1"], head="max",
                                       output=str(tmp_path / "o.onnx")))
-        assert result.contract.feature_dim == 4 and result.report["passed"], source
+        assert result.contract.feature_dim == 4 and result.report.passed, source
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
     session = ort.InferenceSession(str(tmp_path / "o.onnx"), providers=["CPUExecutionProvider"])
     cut = tf_keras.Model(model.inputs, model.get_layer("pool/1").output)
@@ -80,7 +80,7 @@ def test_model_with_its_own_rescaling_is_not_preprocessed_twice(tmp_path):
     model.save(tmp_path / "r.keras")
     result = export(ExportOptions(str(tmp_path / "r.keras"), layers=["conv 1"], head="avg",
                                   output=str(tmp_path / "r.onnx")))
-    assert result.contract.preprocessing == "none" and result.report["passed"]
+    assert result.contract.preprocessing == "none" and result.report.passed
     x = np.full((1, 12, 12, 3), 255.0, np.float32)
     session = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
     make_names_scope_safe(model)  # Keras 3 itself cannot run a layer named "conv 1" in TF
@@ -100,7 +100,7 @@ def test_lambda_layer_needs_unsafe(tmp_path):
         export(ExportOptions(str(tmp_path / "lambda.h5"), layers=["conv"], output=out))
     result = export(ExportOptions(str(tmp_path / "lambda.h5"), layers=["conv"], head="avg",
                                   output=out, unsafe=True))
-    assert result.report["passed"]
+    assert result.report.passed
 
 
 def test_truncated_keras_file_names_the_loaders(tmp_path):

@@ -39,11 +39,11 @@ def test_rounding_amplified_by_the_model_is_named_as_such(tmp_path):
                        ) as info:
         export(ExportOptions(str(path), layers=["gap"], output=str(tmp_path / "c.onnx")))
     report = info.value.report
-    assert report["rounding_explains"] and not report["passed"] and not report["verifiable"]
-    for check in report["checks"]:
+    assert report.rounding_explains and not report.passed and not report.verifiable
+    for check in report.checks:
         # Keras against itself under 1e-7 input noise is as far off as ONNX Runtime is.
-        assert check["keras_self_rel"] > verification.DEFAULT_RTOL
-        assert check["max_rel"] <= verification.SENSITIVITY_FACTOR * check["keras_self_rel"]
+        assert check.noise_floor.max_rel > verification.DEFAULT_RTOL
+        assert check.max_rel <= verification.SENSITIVITY_FACTOR * check.noise_floor.max_rel
 
 
 def test_differences_within_a_moderate_noise_floor_pass_and_say_so(tmp_path):
@@ -51,10 +51,11 @@ def test_differences_within_a_moderate_noise_floor_pass_and_say_so(tmp_path):
     cancelling_convnet(path, left=3e-5)  # rounding moves Keras itself by ~5e-4
     report = export(ExportOptions(str(path), layers=["gap"],
                                   output=str(tmp_path / "c.onnx"))).report
-    assert report["passed"] and report["verifiable"]
-    assert max(c["max_rel"] for c in report["checks"]) > verification.DEFAULT_RTOL
-    lines = verification.report_lines(report)
+    assert report.passed and report.verifiable
+    assert max(c.max_rel for c in report.checks) > verification.DEFAULT_RTOL
+    lines = [check.line() for check in report.checks]
     assert all("within float32 rounding as this model amplifies it" in line for line in lines)
+    assert report.lines() == [*lines, "verification passed"]
 
 
 def test_a_changed_weight_is_named_a_defect(tmp_path):
@@ -69,10 +70,10 @@ def test_a_changed_weight_is_named_a_defect(tmp_path):
     biggest.CopyFrom(onnx.numpy_helper.from_array(weight, biggest.name))
     onnx.save(proto, exported)
     report = verify_file(exported)
-    assert not report["passed"] and not report["rounding_explains"]
-    worst = max(report["checks"], key=lambda c: c["max_rel"])
-    assert worst["max_rel"] > 1e3 * worst["keras_self_rel"]
-    assert any("conversion defect" in line for line in verification.report_lines(report))
+    assert not report.passed and not report.rounding_explains
+    worst = max(report.checks, key=lambda c: c.max_rel)
+    assert worst.max_rel > 1e3 * worst.noise_floor.max_rel
+    assert any("conversion defect" in line for line in report.lines())
 
 
 def keras_sensitivity(model, seed=1):
