@@ -6,7 +6,7 @@ features: Keras's own preprocess_input, the cut model, the head in numpy. Needs 
 
 from __future__ import annotations
 
-from .core import Runner
+from .runner import Runner
 
 
 def keras_runners(contract) -> list[Runner]:

@@ -15,8 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 from fexport.runtime.files import atomic
 
@@ -43,12 +41,10 @@ def run(iters) -> dict:
 
 
 def _optimize(model, iters) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as table:
-        suite._run_fexport("optimize", model, "--calibration-images", WORK / "calibration",
-                           "--eval-images", WORK / "evaluation", "--iters", iters, "-o",
-                           model.with_suffix(".optimized.onnx"), "--overwrite", "--json",
-                           table.name)
-        return json.loads(Path(table.name).read_text())
+    return json.loads(suite._run_fexport(
+        "optimize", model, "--calibration-images", WORK / "calibration", "--eval-images",
+        WORK / "evaluation", "--iters", iters, "-o", model.with_suffix(".optimized.onnx"),
+        "--overwrite", "--json"))
 
 
 def markdown(data) -> str:

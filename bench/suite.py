@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,19 +68,17 @@ def quantize(onnx_path, images, entry) -> Path:
     int8 = Path(onnx_path).with_suffix(".int8.onnx")
     _run_fexport("quantize", onnx_path, "--calibration-images", images, "--samples",
                  CALIBRATION_SAMPLES, "-o", int8, "--overwrite")
-    entry["int8_quality"] = FeatureExtractor(int8, device="cpu").contract.quantization
+    entry["int8_quality"] = FeatureExtractor(int8, device="cpu").contract.quantization.to_dict()
     return int8
 
 
 def bench(onnx_path, batch_sizes, iters, images, device, compare_keras, variants=(),
           extra=()) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        args = [onnx_path, "--batch-sizes", ",".join(map(str, batch_sizes)), "--iters", iters,
-                "--warmup", 2, "--images", images, "--device", device, "--json", out.name,
-                *extra]
-        args += [a for v in variants for a in ("--variant", v)]
-        _run_fexport("bench", *args, *(["--compare-keras"] if compare_keras else []))
-        return json.loads(Path(out.name).read_text())
+    args = [onnx_path, "--batch-sizes", ",".join(map(str, batch_sizes)), "--iters", iters,
+            "--warmup", 2, "--images", images, "--device", device, "--json", *extra]
+    args += [a for v in variants for a in ("--variant", v)]
+    return json.loads(_run_fexport("bench", *args,
+                                   *(["--compare-keras"] if compare_keras else [])))
 
 
 def _run_fexport(*args) -> str:

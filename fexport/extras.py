@@ -36,15 +36,16 @@ EXTRAS = (
     Extra("openvino", "backend openvino: bf16 and faster INT8 on CPUs (OpenVINO); beside cpu",
           ("openvino",)),
     Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
-    Extra("sklearn", "fexport.runtime.image_features.ImageFeatures and the linear-probe accuracy "
+    Extra("sklearn", "fexport.runtime.ImageFeatures and the linear-probe accuracy "
                      "(scikit-learn)", ("sklearn",)),
     Extra("ray", "extract --engine ray (Ray Data)", ("ray",)),
+    Extra("bench", "the bench suite's chart (matplotlib)", ("matplotlib",)),
 )
 # The smallest extra that brings each package (onnxruntime's message names cpu and gpu both).
 PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "tf_keras": "export", "tf2onnx": "export", "onnx": "quantize",
                "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
-               "openvino": "openvino"}
+               "openvino": "openvino", "matplotlib": "bench"}
 
 
 class MissingDependencyError(FexportError, ImportError):

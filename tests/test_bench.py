@@ -22,29 +22,32 @@ def check_rows(rows, iterations):
         assert row["images_per_s"] > 0 and row["first_run_ms"] > 0
 
 
-def test_bench_reports_every_batch_size(resnet8_onnx, tmp_path):
-    out = tmp_path / "bench.json"
+def test_bench_reports_every_batch_size(resnet8_onnx):
     proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "1,4", "--iters", "5", "--warmup",
-                   "1", "--json", out)
-    data = json.loads(out.read_text())
+                   "1", "--json")
+    data = json.loads(proc.stdout)  # --json: stdout is the result alone, the table on stderr
     assert [(r["runtime"], r["batch"]) for r in data["results"]] == [
         ("onnxruntime", 1), ("onnxruntime", 4)]
     check_rows(data["results"], 5)
     assert data["provider"] == "CPUExecutionProvider" and data["session_creation_s"] > 0
     assert data["machine"]["cores"] >= 1 and data["peak_rss_mib"] > 0
     assert {"onnxruntime", "numpy", "cpu"} <= set(data["machine"])
-    assert "images/s" in proc.stdout
+    assert "images/s" in proc.stderr
 
 
-def test_bench_compares_keras_and_times_images(resnet8_onnx, photos, tmp_path):
-    out = tmp_path / "bench.json"
+def test_bench_without_json_prints_the_table(resnet8_onnx):
+    proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "1", "--iters", "2")
+    assert "images/s" in proc.stdout and "images/s" not in proc.stderr
+
+
+def test_bench_compares_keras_and_times_images(resnet8_onnx, photos):
     proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "2", "--iters", "3", "--warmup",
-                   "1", "--compare-keras", "--images", photos, "--json", out)
-    rows = json.loads(out.read_text())["results"]
+                   "1", "--compare-keras", "--images", photos, "--json")
+    rows = json.loads(proc.stdout)["results"]
     assert [r["runtime"] for r in rows] == RUNTIMES + ["decode+resize", "end-to-end"]
     check_rows(rows, 3)
-    assert "onnxruntime" in proc.stdout and "x faster" in proc.stdout
-    assert "of inference alone" in proc.stdout
+    assert "onnxruntime" in proc.stderr and "x faster" in proc.stderr
+    assert "of inference alone" in proc.stderr
 
 
 def test_bench_rejects_bad_batch_sizes(resnet8_onnx):

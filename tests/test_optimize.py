@@ -11,6 +11,7 @@ import pytest
 
 from conftest import VWW, run_cli
 from fexport.precision import optimize, quantize
+from fexport.reports import QualityReport
 from fexport.runtime import FeatureExtractor, backends, host
 from fexport.runtime.contract import stored_contract
 from test_quantize import CLASSES, crops
@@ -45,8 +46,8 @@ def strict_run(vww, image_sets, tmp_path_factory):
     calibration, evaluation = image_sets
     proc = run_cli("optimize", vww, "--calibration-images", calibration, "--eval-images",
                    evaluation, "--min-cosine", "0.9999", "--iters", "2", "-o",
-                   folder / "out.onnx", "--json", folder / "table.json")
-    return proc, json.loads((folder / "table.json").read_text()), folder / "out.onnx"
+                   folder / "out.onnx", "--json")
+    return proc, json.loads(proc.stdout), folder / "out.onnx"
 
 
 def test_the_table_lists_every_candidate_with_its_verdict(strict_run):
@@ -60,7 +61,7 @@ def test_the_table_lists_every_candidate_with_its_verdict(strict_run):
         assert row["images_per_s"] > 0 and 0 < row["nearest_5"] <= 1
     int8 = [r for r in rows if r["precision"] == "int8"]
     assert int8 and all(r["verdict"] != "pass" for r in int8)  # none meets 0.9999
-    assert "candidate" in proc.stdout and "verdict" in proc.stdout
+    assert "candidate" in proc.stderr and "verdict" in proc.stderr  # --json: the table on stderr
 
 
 def test_a_candidate_that_fails_is_never_written(strict_run):
@@ -107,9 +108,9 @@ def test_the_sensitive_search_keeps_nodes_in_float_and_helps(vww, image_sets, tm
     tried = optimize._keep_float(reference, options, (plain_file, tmp_path), [],
                                  (never_faster, lambda candidates: None))  # no timing here
     on_ort = [c for c in tried if c.backend == "onnxruntime"]
-    assert len(on_ort) >= 3 and max(c.report["min_cosine"] for c in on_ort) > plain["min_cosine"]
+    assert len(on_ort) >= 3 and max(c.report.min_cosine for c in on_ort) > plain.min_cosine
     # In the file: the kept nodes are not fed by a DequantizeLinear, as they are without it.
-    kept = dataclasses.replace(options, nodes_to_exclude=on_ort[-1].report["kept_float"])
+    kept = dataclasses.replace(options, nodes_to_exclude=list(on_ort[-1].report.kept_float))
     assert _float_convs(quantize.build(kept, reference, tmp_path)) > _float_convs(plain_file)
 
 
@@ -121,10 +122,11 @@ def _float_convs(path) -> int:
 
 
 def _candidate(name, precision, backend, rate, verdict, file):
-    return optimize.Candidate(name, backend, precision, str(file),
-                              {"min_cosine": 0.999, "mean_cosine": 0.9995,
-                               "neighbour_overlap_at_5": 1.0, "kept_float": []},
-                              images_per_s=rate, verdict=verdict)
+    report = QualityReport(images=8, min_cosine=0.999, mean_cosine=0.9995, max_rel=0.01,
+                           neighbour_overlap=1.0, neighbours=5, min_cosine_required=0.99,
+                           precision=precision)
+    return optimize.Candidate(name, backend, precision, str(file), report, images_per_s=rate,
+                              verdict=verdict)
 
 
 def test_the_fastest_passing_variant_beyond_float32_is_chosen(vww, image_sets, tmp_path):

@@ -12,7 +12,7 @@ from conftest import MINI_XCEPTION, error_line, run_cli
 from fexport.exporter import ExportOptions, export
 from fexport.precision.quality import row_cosines
 from fexport.runtime import FeatureExtractor
-from fexport.runtime.contract import METADATA_KEY
+from fexport.runtime.contract import METADATA_KEY, stored_contract
 
 CLASSES = {"astronaut": "astronaut.png", "cat": "chelsea.png", "coffee": "coffee.png"}
 
@@ -56,6 +56,11 @@ def contract_of(path):
     return json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY]), session
 
 
+def quality_of(path):
+    """The variant's quality report, read back from its contract as the runtime reads it."""
+    return stored_contract(path).quantization
+
+
 def cosines(fp32_path, other_path, folder):
     paths = sorted(str(p) for p in folder.rglob("*.jpg"))
     return row_cosines(FeatureExtractor(fp32_path, device="cpu").extract(paths),
@@ -69,16 +74,18 @@ def test_int8_of_a_real_pretrained_model_keeps_its_features(xception_onnx, image
     proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
                    "--eval-images", evaluation, "-o", out)
     contract, session = contract_of(out)
-    report = contract["quantization"]
+    report = quality_of(out)
     assert contract["precision"] == "int8" and contract["feature_dim"] == 128
-    assert report["passed"] and report["images"] == 15 and report["calibration_samples"] == 24
-    assert report["min_cosine"] >= 0.99 and 0 <= report["neighbour_overlap_at_5"] <= 1
-    assert set(report["linear_probe_accuracy"]) == {"float32", "candidate"}
+    assert contract["quantization"]["passed"] is True  # in the stored JSON too, for readers
+    assert report.passed and report.images == 15 and report.calibration_samples == 24
+    assert report.min_cosine >= 0.99 and 0 <= report.neighbour_overlap <= 1
+    assert report.neighbours == 5
+    assert None not in (report.probe_accuracy_float32, report.probe_accuracy_candidate)
     assert any(node.op_type == "QuantizeLinear" for node in _graph(out).node)
     assert session.get_inputs()[0].type == "tensor(float)"
     # Recomputed here, independently of the report: the runtime reads the INT8 file as usual.
     assert cosines(xception_onnx, out, evaluation).min() == pytest.approx(
-        report["min_cosine"], abs=1e-6)
+        report.min_cosine, abs=1e-6)
     assert "nearest-5 overlap" in proc.stdout and "logistic regression" in proc.stdout
 
 
@@ -96,7 +103,7 @@ def test_cosine_below_the_threshold_fails_and_keeps_the_file(xception_onnx, imag
                    "--eval-images", evaluation, "-o", out, "--min-cosine", "0.99999999",
                    "--method", "minmax", check=False)
     assert proc.returncode == 1 and "fall to cosine" in error_line(proc)
-    assert out.exists() and contract_of(out)[0]["quantization"]["passed"] is False
+    assert out.exists() and quality_of(out).passed is False
 
 
 def test_fp16_keeps_float32_inputs_and_outputs(xception_onnx, image_sets, tmp_path):
@@ -106,7 +113,7 @@ def test_fp16_keeps_float32_inputs_and_outputs(xception_onnx, image_sets, tmp_pa
     contract, session = contract_of(out)
     assert contract["precision"] == "fp16"
     # FP16 keeps ~3 decimal digits per value; features stay within 1e-4 of cosine 1.
-    assert contract["quantization"]["min_cosine"] >= 0.9999
+    assert quality_of(out).min_cosine >= 0.9999
     assert [i.type for i in session.get_inputs() + session.get_outputs()] == [
         "tensor(float)", "tensor(float)"]
     assert any(t.data_type == 10 for t in _graph(out).initializer)  # FLOAT16 weights
@@ -125,12 +132,11 @@ def test_export_time_int8_and_bench_variant(image_sets, tmp_path):
     run_cli("export", MINI_XCEPTION, "--layer", "add_4", "--head", "avg", "--preprocess", "tf",
             "-o", out, "--int8", "--calibration-images", calibration)
     int8 = tmp_path / "fer.int8.onnx"
-    report = contract_of(int8)[0]["quantization"]
-    assert (report["calibration_samples"], report["images"]) == (16, 8) and report["passed"]
-    result = tmp_path / "bench.json"
-    run_cli("bench", out, "--variant", int8, "--batch-sizes", "2", "--iters", "2", "--json",
-            result)
-    assert [r["runtime"] for r in json.loads(result.read_text())["results"]] == [
+    report = quality_of(int8)
+    assert (report.calibration_samples, report.images) == (16, 8) and report.passed
+    proc = run_cli("bench", out, "--variant", int8, "--batch-sizes", "2", "--iters", "2",
+                   "--json")
+    assert [r["runtime"] for r in json.loads(proc.stdout)["results"]] == [
         "onnxruntime", "onnxruntime int8"]
 
 
@@ -157,5 +163,4 @@ def test_entropy_searches_its_thresholds_and_differs_from_minmax(xception_onnx, 
     shared = set(found["minmax"]) & set(found["entropy"])
     clipped = [name for name in shared if found["entropy"][name] < found["minmax"][name]]
     assert len(shared) > 20 and len(clipped) >= len(shared) // 4
-    assert contract_of(tmp_path / "entropy.onnx")[0]["quantization"]["method"].endswith(
-        "entropy")
+    assert quality_of(tmp_path / "entropy.onnx").method.endswith("entropy")

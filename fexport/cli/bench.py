@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 
-from .options import Device, InputSize, Threads
+from fexport.bench import core
+
+from .options import Device, InputSize, Json, Threads
+from .outputs import print_json, say
 
 COLUMNS = (("first ms", "first_run_ms"), ("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"),
            ("p95 ms", "p95_ms"), ("p99 ms", "p99_ms"), ("images/s", "images_per_s"))
@@ -19,13 +21,15 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     model_file: Annotated[str, typer.Argument(help="ONNX file.")],
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated, e.g. 1,8,32.")] = "1,8",
-    device: Device = "cpu",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated, e.g. 1,8,32.")]
+    = ",".join(map(str, core.DEFAULT_BATCH_SIZES)),
+    device: Device = core.DEFAULT_DEVICE,
     threads: Threads = None,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per batch size.")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per batch size.")]
+    = core.DEFAULT_WARMUP,
     iters: Annotated[int, typer.Option(
         min=1, help="Timed rounds per batch size; with several runtimes, a round gives each "
-                    "about 0.1 s of back-to-back calls.")] = 20,
+                    f"about {core.TURN_S:g} s of back-to-back calls.")] = core.DEFAULT_ITERS,
     duration: Annotated[Optional[float], typer.Option(
         help="Time each batch size for this many seconds instead of --iters.")] = None,
     images: Annotated[Optional[str], typer.Option(
@@ -42,22 +46,19 @@ def bench(
                            "for the file and each --variant, fexport's call beside the "
                            "backend's bare API.")] = None,
     input_size: InputSize = None,
-    json_file: Annotated[Optional[str], typer.Option("--json", help="Write results here.")]
-    = None,
+    as_json: Json = False,
 ):
     """Latency percentiles, throughput, first-run latency and session creation time."""
-    from fexport.bench.core import bench_model
-    from fexport.runtime.files import atomic
     from fexport.runtime.files.images import expand_inputs
 
     paths = expand_inputs(images) if images else []
-    result = bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads, warmup,
-                         iters, duration, input_size, compare_keras, paths, variant or [],
-                         _all_backends(backends))
+    result = core.bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads,
+                              warmup, iters, duration, input_size, compare_keras, paths,
+                              variant or [], _all_backends(backends))
     for line in report_lines(result):
-        typer.echo(line)
-    if json_file:
-        atomic.write_bytes(json_file, json.dumps(result, indent=1).encode())
+        say(line, as_json)
+    if as_json:
+        print_json(result)
 
 
 def _all_backends(backends) -> bool:

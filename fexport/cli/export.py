@@ -1,6 +1,8 @@
 """Commands that need the conversion stack: export, layers, verify, models.
 
-The exporter (TensorFlow) is imported inside the commands, so the lean commands stay lean.
+The exporter (TensorFlow) is imported inside the commands, so the lean commands stay lean. For
+the same reason export's options cannot show ExportOptions' defaults: an option left out is not
+passed on (None), and ExportOptions fills in its own, as fexport.export() does.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from fexport import api
+from fexport.precision.quantize import QuantizeOptions
 from fexport.runtime.files.images import list_images
 
-from .options import SPLIT_RULE, InputSize, Json, Overwrite, Unsafe, Weights
+from .options import SPLIT_RULE, InputSize, Json, ReplaceOutputs, Unsafe, Weights, library_default
+from .outputs import print_json, refuse_existing
+from .quantize import make_variant
 
 
 def register(app: typer.Typer) -> None:
@@ -30,13 +36,13 @@ def export(
         "--layer", "-l", help="Name, index (negative from the end) or 'penultimate'; repeat to "
                               "concatenate layers. Default: the recommended feature layer.")]
     = None,
-    head: Annotated[str, typer.Option(help="flatten, avg, max or none.")] = "flatten",
-    weights: Weights = "imagenet",
+    head: Annotated[Optional[str], typer.Option(help="flatten, avg, max or none.")] = None,
+    weights: Weights = None,
     input_size: InputSize = None,
     layout: Annotated[Optional[str], typer.Option(
         help="ONNX input layout: nhwc, nchw or nhw (grayscale, no channel axis). Default: the "
              "model's own.")] = None,
-    input_dtype: Annotated[str, typer.Option(help="float32 or uint8.")] = "float32",
+    input_dtype: Annotated[Optional[str], typer.Option(help="float32 or uint8.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Pin the batch size (default: any).")] = None,
     preprocess: Annotated[Optional[str], typer.Option(
         help="Bake caffe, tf, torch or none (default: the registry's mode; none for files).")]
@@ -48,7 +54,7 @@ def export(
              "orders it.")] = None,
     saved_model: Annotated[Optional[str], typer.Option(help="Also write a SavedModel here.")]
     = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset.")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip verification.")] = False,
     verify_images: Annotated[Optional[str], typer.Option(
         help="Also verify on the images in this folder.")] = None,
@@ -56,52 +62,35 @@ def export(
     min_cosine: Annotated[Optional[float], typer.Option(help="Min per-row cosine.")] = None,
     report: Annotated[Optional[str], typer.Option(help="Write the verification JSON here.")] = None,
     unsafe: Unsafe = False,
-    seed: Annotated[int, typer.Option(help="Init seed for --weights none.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Init seed for --weights none.")] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="Also write OUTPUT.int8.onnx (needs --calibration-images).")] = False,
     fp16: Annotated[bool, typer.Option(
         "--fp16", help="Also write OUTPUT.fp16.onnx (judged on --calibration-images).")] = False,
     calibration_images: Annotated[Optional[str], typer.Option(
-        help="Images for --int8/--fp16 (64 at most calibrate). " + SPLIT_RULE)]
-    = None,
-    overwrite: Overwrite = False,
+        help=f"Images for --int8/--fp16 ({QuantizeOptions.samples} at most calibrate). "
+             + SPLIT_RULE)] = None,
+    overwrite: ReplaceOutputs = False,
 ):
     """Cut MODEL at a layer, add a head, bake preprocessing, save ONNX, verify against Keras."""
     from fexport.errors import VerificationError
-    from fexport.exporter import ExportOptions
-    from fexport.exporter import export as run_export
 
     variants = _wanted_variants(output, int8, fp16, calibration_images)
     refuse_existing([output, saved_model] + _variant_paths(output, variants), overwrite)
-    options = ExportOptions(
-        source=model, layers=layer or ["recommended"], head=head, weights=weights,
-        input_size=input_size, layout=layout, input_dtype=input_dtype, batch=batch,
-        preprocess=preprocess, bake_preprocessing=not no_preprocess,
-        flatten_order=flatten_order, output=output, saved_model=saved_model, opset=opset,
-        verify=not no_verify, verify_images=list_images(verify_images) if verify_images else [],
-        unsafe=unsafe, seed=seed)
-    options.rtol = rtol if rtol is not None else options.rtol
-    options.min_cosine = min_cosine if min_cosine is not None else options.min_cosine
-    try:
-        result = run_export(options)
+    try:  # options left None take ExportOptions' defaults
+        result = api.export(
+            model, layer, head=head, output=output, weights=weights, input_size=input_size,
+            layout=layout, input_dtype=input_dtype, batch=batch, preprocess=preprocess,
+            bake_preprocessing=not no_preprocess, flatten_order=flatten_order,
+            saved_model=saved_model, opset=opset, verify=not no_verify, rtol=rtol,
+            min_cosine=min_cosine, unsafe=unsafe, seed=seed,
+            verify_images=list_images(verify_images) if verify_images else None)
     except VerificationError as exc:
         _print_report(exc.report, report)
         raise
     typer.echo(result.summary())
     _print_report(result.report, report)
     _variants(output, variants, calibration_images, overwrite)
-
-
-def refuse_existing(paths, overwrite) -> None:
-    """Outputs are replaced only on request: an earlier export may be all someone has."""
-    import os
-
-    from fexport.errors import UsageError
-
-    existing = [str(p) for p in paths if p and os.path.exists(p)]
-    if existing and not overwrite:
-        raise UsageError(f"{existing[0]} already exists; pass --overwrite to replace it, or "
-                         "choose another output")
 
 
 def _wanted_variants(output, int8, fp16, calibration_images) -> list[str]:
@@ -120,40 +109,32 @@ def _variant_paths(output, wanted) -> list[str]:
 
 
 def _variants(output, wanted, calibration_images, overwrite) -> None:
-    from .quantize import make_variant
-
     for precision in wanted:
-        make_variant(output, precision, calibration_images, None,
-                     64 if precision == "int8" else 0, "percentile", None, None, overwrite)
+        make_variant(output, precision, calibration_images, None, overwrite=overwrite)
 
 
 def _print_report(report, path) -> None:
     if report is None:
         return
-    from fexport.exporter.verify import report_lines
     from fexport.runtime.files import atomic
 
-    for line in report_lines(report):
+    for line in report.lines():
         typer.echo(line)
-    if report["passed"]:
-        typer.echo("verification passed")
     if path:
-        atomic.write_bytes(path, json.dumps(report, indent=2).encode())
+        atomic.write_bytes(path, json.dumps(report.to_dict(), indent=2).encode())
 
 
 def layers(
     model: Annotated[str, typer.Argument(help="Registry name or model file.")],
-    weights: Weights = "none",
+    weights: Weights = library_default(api.layers, "weights"),
     input_size: InputSize = None,
     as_json: Json = False,
     unsafe: Unsafe = False,
 ):
     """List every layer with its output shape and the features each head would give."""
-    from fexport.exporter.layer_table import layer_rows, load_for_listing
-
-    rows = layer_rows(*load_for_listing(model, weights, input_size, unsafe))
+    rows = api.layers(model, weights=weights, input_size=input_size, unsafe=unsafe)
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
+        print_json([r.to_dict() for r in rows])
         return
     typer.echo(f"{'idx':>4}  {'name':<32} {'type':<24} {'output shape':<22} "
                f"{'flatten':>9} {'avg':>6} {'max':>6}")
@@ -185,7 +166,7 @@ def verify(
     paths = list_images(verify_images) if verify_images else []
     result = verify_file(model_file, source, paths, rtol, min_cosine, unsafe)
     _print_report(result, report)
-    if not result["passed"]:
+    if not result.passed:
         raise VerificationError(f"{model_file} differs from Keras beyond tolerance (see above)")
 
 
@@ -196,7 +177,7 @@ def list_models(as_json: Json = False):
     from fexport import models
 
     if as_json:
-        typer.echo(json.dumps([asdict(s) for s in models.SPECS], indent=1))
+        print_json([asdict(s) for s in models.SPECS])
         return
     for s in models.SPECS:
         layer = s.feature_layer or "(backbone output)"

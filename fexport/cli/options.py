@@ -1,10 +1,14 @@
-"""Option aliases shared by several commands, declared once."""
+"""Option aliases shared by several commands, declared once; and how an option takes its default
+from the library, which owns every default."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Optional
 
 import typer
+
+from fexport.precision.quality import MIN_EVALUATION_IMAGES
 
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA if it loads), cpu or cuda.")]
 Backend = Annotated[str, typer.Option(
@@ -25,10 +29,20 @@ Unsafe = Annotated[bool, typer.Option(
     "--unsafe", help="Allow Lambda layers (runs the model file's Python code).")]
 # How one folder is split into calibration and evaluation images (fexport.precision.imagesets).
 SPLIT_RULE = ("Without --eval-images the folder is split: shuffled with a fixed seed, a third "
-              "(at least 7) judge quality, up to --samples of the rest calibrate (INT8), any "
-              "others judge too.")
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+              f"(at least {MIN_EVALUATION_IMAGES}) judge quality, up to --samples of the rest "
+              "calibrate (INT8), any others judge too.")
+Json = Annotated[bool, typer.Option(
+    "--json", help="Print the result as one JSON document on stdout, nothing else there (other "
+                   "lines go to stderr).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace existing outputs (and discard an interrupted run's store).")]
+# Commands that write files, without extract's run store.
+ReplaceOutputs = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Resume = Annotated[bool, typer.Option(
     "--resume", help="Continue an interrupted run with the same model, inputs and options.")]
+
+
+def library_default(function, parameter: str):
+    """The default `function` gives `parameter`, for an option to show and pass on: written once,
+    in the library."""
+    return inspect.signature(function).parameters[parameter].default

@@ -8,7 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import SPLIT_RULE
+from fexport.precision import optimize as search
+from fexport.precision.quality import DEFAULT_MIN_COSINE
+from fexport.precision.quantize import QuantizeOptions
+
+from .options import SPLIT_RULE, Json, ReplaceOutputs, library_default
+from .outputs import print_json, refuse_existing, say
 
 Output = Annotated[Optional[str], typer.Option(
     "-o", "--output", help="Output ONNX file (default: MODEL.int8.onnx / MODEL.fp16.onnx).")]
@@ -16,12 +21,8 @@ EvalImages = Annotated[Optional[str], typer.Option(
     "--eval-images", help="Images to judge quality on, never used for calibration; class "
                           "subfolders add a linear-probe accuracy. Default: part of the "
                           "calibration folder (see --calibration-images).")]
-MinCosine = Annotated[Optional[float], typer.Option(
-    "--min-cosine", help="Fail below this per-image cosine to float32 (default 0.99).")]
-
-
-Replace = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace an existing output file.")]
+MinCosine = Annotated[float, typer.Option(
+    "--min-cosine", help="Fail below this per-image cosine to float32.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -36,19 +37,21 @@ def quantize(
         "--calibration-images", help="Folder of images like the ones you will extract. "
                                      + SPLIT_RULE)],
     output: Output = None,
-    samples: Annotated[int, typer.Option(min=1, help="Calibration images to use.")] = 64,
-    method: Annotated[str, typer.Option(help="percentile, minmax or entropy.")] = "percentile",
+    samples: Annotated[int, typer.Option(min=1, help="Calibration images to use.")]
+    = QuantizeOptions.samples,
+    method: Annotated[str, typer.Option(help="percentile, minmax or entropy.")]
+    = QuantizeOptions.method,
     eval_images: EvalImages = None,
-    min_cosine: MinCosine = None,
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
     bf16: Annotated[bool, typer.Option(
         "--bf16", help="Run the parts left in float in bf16 on OpenVINO (CPUs with AMX or "
                        "AVX-512 BF16; needs fexport[openvino]); judged so. Writes "
                        "MODEL.int8-bf16.onnx by default.")] = False,
-    overwrite: Replace = False,
+    overwrite: ReplaceOutputs = False,
 ):
     """Static INT8 quantization (QDQ, per-channel weights) calibrated on real images."""
-    make_variant(model_file, "int8-bf16" if bf16 else "int8", calibration_images, output,
-                 samples, method, eval_images, min_cosine, overwrite)
+    make_variant(model_file, "int8-bf16" if bf16 else "int8", calibration_images, eval_images,
+                 output, overwrite, samples=samples, method=method, min_cosine=min_cosine)
 
 
 def convert(
@@ -60,8 +63,8 @@ def convert(
     eval_images: Annotated[Optional[str], typer.Option(
         "--eval-images", help="Images to judge quality on.")] = None,
     output: Output = None,
-    min_cosine: MinCosine = None,
-    overwrite: Replace = False,
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
+    overwrite: ReplaceOutputs = False,
 ):
     """A float16 (GPU) or bf16 (CPU) variant, judged against float32 on real images; float32
     inputs and outputs either way."""
@@ -73,8 +76,8 @@ def convert(
     if not eval_images:
         raise UsageError(f"pass --eval-images DIR: the {precision} model is judged against "
                          "float32 on real images")
-    make_variant(model_file, precision, None, output, 0, "percentile", eval_images, min_cosine,
-                 overwrite)
+    make_variant(model_file, precision, None, eval_images, output, overwrite,
+                 min_cosine=min_cosine)
 
 
 def optimize(
@@ -84,53 +87,46 @@ def optimize(
                                      "--eval-images all of them calibrate INT8. "
                                      + SPLIT_RULE)],
     eval_images: EvalImages = None,
-    min_cosine: MinCosine = None,
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
-                                            help="Batch size to time at.")] = 8,
-    iters: Annotated[int, typer.Option(min=1, help="Timed rounds per candidate.")] = 10,
+                                            help="Batch size to time at.")]
+    = library_default(search.optimize, "batch_size"),
+    iters: Annotated[int, typer.Option(min=1, help="Timed rounds per candidate.")]
+    = library_default(search.optimize, "iters"),
     output: Annotated[Optional[str], typer.Option(
         "-o", "--output", help="Where the chosen variant goes (default: MODEL.optimized.onnx)."
     )] = None,
-    json_file: Annotated[Optional[str], typer.Option("--json", help="Write the table here.")]
-    = None,
-    overwrite: Replace = False,
+    as_json: Json = False,
+    overwrite: ReplaceOutputs = False,
 ):
     """Build every variant this host can run (float32 per backend, bf16, INT8 per calibration
     method, INT8 with sensitive nodes in float), judge each on images the calibration did not
     see, time each, and write the fastest that passes."""
-    import json
     import tempfile
 
-    from fexport.precision import optimize as search
-    from fexport.precision import quality
     from fexport.precision.quantize import derived_path
-    from fexport.runtime.files import atomic
-
-    from .export import refuse_existing
 
     output = output or derived_path(model_file, "optimized")
     refuse_existing([output], overwrite)
     sets = _image_sets(calibration_images, eval_images, 10**6, "int8")
-    typer.echo(sets.summary())
+    say(sets.summary(), as_json)
     with tempfile.TemporaryDirectory(prefix="fexport-optimize-") as workdir:
-        result = search.optimize(model_file, sets, output, workdir, quality.DEFAULT_MIN_COSINE
-                                 if min_cosine is None else min_cosine, batch_size, iters)
+        result = search.optimize(model_file, sets, output, workdir, min_cosine, batch_size,
+                                 iters)
     for line in result.lines():
-        typer.echo(line)
-    typer.echo(f"wrote {result.written}: {result.chosen['candidate']} on "
-               f"{result.chosen['backend']}" if result.written else "wrote nothing")
-    if json_file:
-        atomic.write_bytes(json_file, json.dumps(result.to_dict(), indent=1).encode())
+        say(line, as_json)
+    say(f"wrote {result.written}: {result.chosen['candidate']} on {result.chosen['backend']}"
+        if result.written else "wrote nothing", as_json)
+    if as_json:
+        print_json(result.to_dict())
 
 
-def make_variant(model_file, precision, calibration_dir, output, samples, method, eval_dir,
-                 min_cosine, overwrite=False) -> None:
+def make_variant(model_file, precision, calibration_dir, eval_dir, output=None, overwrite=False,
+                 *, samples=QuantizeOptions.samples, method=QuantizeOptions.method,
+                 min_cosine=DEFAULT_MIN_COSINE) -> None:
     """Build, judge and write one reduced-precision variant; print its report."""
     from fexport.errors import VerificationError
-    from fexport.precision import quality
     from fexport.precision import quantize as q
-
-    from .export import refuse_existing
 
     output = output or q.derived_path(model_file, precision)
     refuse_existing([output], overwrite)
@@ -138,16 +134,15 @@ def make_variant(model_file, precision, calibration_dir, output, samples, method
     typer.echo(sets.summary())
     options = q.QuantizeOptions(
         model_file, output, precision, sets.calibration,
-        samples, method, sets.evaluation, q.labels_for(sets.evaluation),
-        quality.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+        samples, method, sets.evaluation, q.labels_for(sets.evaluation), min_cosine)
     try:
         report = q.quantize(options)
     except VerificationError as exc:  # below the threshold: show the numbers, then fail
-        for line in quality.report_lines(exc.report):
+        for line in exc.report.lines():
             typer.echo(line)
         raise
     typer.echo(f"wrote {options.output}")
-    for line in quality.report_lines(report):
+    for line in report.lines():
         typer.echo(line)
 
 
