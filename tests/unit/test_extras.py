@@ -24,7 +24,9 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch):
 
 
 def test_a_submodule_names_the_package_it_belongs_to(monkeypatch):
+    # Both names: another test may have imported pyarrow.parquet in this process already.
     monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(MissingDependencyError, match=r'needs pyarrow, .*fexport\[parquet\]'):
         extras.require("pyarrow.parquet", "writing .parquet")
 
