@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 
 from fexport.errors import ConversionError
+from fexport.export_options import DEFAULT_OPSET
 
 from . import fixes
 
-DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 and every onnxruntime >= 1.14
 BATCH_DIM = "batch"
 
 

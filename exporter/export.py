@@ -7,38 +7,14 @@ from pathlib import Path
 
 from fexport import __version__, models
 from fexport.errors import LayerError, UsageError, VerificationError
+from fexport.export_options import RECOMMENDED, ExportOptions
 from fexport.reports import SHAPE_MISMATCH, CheckResult, VerificationReport
 from fexport.runtime.contract import Contract, InputSpec, write_onnx
 
 from . import convert, cut, graph, heads, layouts, load, save
 from . import verify as verification
 
-RECOMMENDED = "recommended"
-
-
-@dataclass
-class ExportOptions:
-    source: object  # registry name, model path, or a live keras.Model
-    layers: list = field(default_factory=lambda: [RECOMMENDED])
-    head: str = "flatten"
-    weights: str = "imagenet"
-    input_size: tuple[int, int] | None = None
-    layout: str | None = None  # the ONNX input's layout; None: the model's own
-    input_dtype: str = "float32"
-    batch: int | None = None
-    preprocess: str | None = None  # None: the registry's mode, or "none" for a file
-    bake_preprocessing: bool = True
-    flatten_order: str | None = None  # None: the cut layer's own (Keras's reshape order)
-    output: str | None = None
-    saved_model: str | None = None
-    opset: int = convert.DEFAULT_OPSET
-    verify: bool = True
-    verify_images: list = field(default_factory=list)
-    rtol: float = verification.DEFAULT_RTOL
-    min_cosine: float = verification.DEFAULT_MIN_COSINE
-    unsafe: bool = False
-    seed: int = 0
-
+__all__ = ["RECOMMENDED", "ExportOptions", "ExportResult", "export"]
 
 @dataclass
 class ExportResult:

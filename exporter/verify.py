@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fexport import reports
+from fexport.export_options import DEFAULT_MIN_COSINE, DEFAULT_RTOL
 from fexport.precision.quality import row_cosines
 from fexport.reports import CheckResult, NoiseFloor, VerificationReport
 from fexport.runtime.contract import to_model_input
@@ -21,14 +22,6 @@ from fexport.runtime.files import images
 
 from . import heads, layouts
 
-# Scale-relative error: max|onnx - keras| / max|keras|. Measured on keras.applications with
-# random weights, conversions land between 1e-7 and 2.4e-6 (float32 sums in a different order in
-# MLAS than in oneDNN/Eigen); 1e-4 leaves 40x room for deeper nets and pretrained weights, while
-# a real conversion defect (a wrong op, axis or constant) shows as 1e-2 or more.
-DEFAULT_RTOL = 1e-4
-# Per-row cosine similarity: rounding noise of 1e-4 relative costs at most ~1e-8 of cosine, so
-# 0.9999 never fails on noise and still catches a feature vector pointing the wrong way.
-DEFAULT_MIN_COSINE = 0.9999
 # When a check misses the tolerance, Keras is run again on the same pixels times (1 + 1e-7
 # noise), about one float32 ulp: how far Keras moves from itself is the model's own rounding
 # sensitivity. ONNX Runtime sums in another order, so it differs by about as much (measured:

@@ -1,8 +1,9 @@
 """Commands that need the conversion stack: export, layers, verify, models.
 
-The exporter (TensorFlow) is imported inside the commands, so the lean commands stay lean. For
-the same reason export's options cannot show ExportOptions' defaults: an option left out is not
-passed on (None), and ExportOptions fills in its own, as fexport.export() does.
+The exporter (TensorFlow) is imported inside the commands, so the lean commands stay lean.
+Export's defaults are ExportOptions' own (fexport/export_options.py, no TensorFlow), shown in
+--help; an option whose default depends on the model (layout, preprocess, ...) stays None and
+the exporter decides.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from fexport import api
+from fexport.export_options import ExportOptions
 from fexport.precision.quantize import QuantizeOptions
 from fexport.runtime.files.images import list_images
 
@@ -36,13 +38,14 @@ def export(
         "--layer", "-l", help="Name, index (negative from the end) or 'penultimate'; repeat to "
                               "concatenate layers. Default: the recommended feature layer.")]
     = None,
-    head: Annotated[Optional[str], typer.Option(help="flatten, avg, max or none.")] = None,
-    weights: Weights = None,
+    head: Annotated[str, typer.Option(help="flatten, avg, max or none.")] = ExportOptions.head,
+    weights: Weights = ExportOptions.weights,
     input_size: InputSize = None,
     layout: Annotated[Optional[str], typer.Option(
         help="ONNX input layout: nhwc, nchw or nhw (grayscale, no channel axis). Default: the "
              "model's own.")] = None,
-    input_dtype: Annotated[Optional[str], typer.Option(help="float32 or uint8.")] = None,
+    input_dtype: Annotated[str, typer.Option(help="float32 or uint8.")] = (
+        ExportOptions.input_dtype),
     batch: Annotated[Optional[int], typer.Option(help="Pin the batch size (default: any).")] = None,
     preprocess: Annotated[Optional[str], typer.Option(
         help="Bake caffe, tf, torch or none (default: the registry's mode; none for files).")]
@@ -54,15 +57,16 @@ def export(
              "orders it.")] = None,
     saved_model: Annotated[Optional[str], typer.Option(help="Also write a SavedModel here.")]
     = None,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = ExportOptions.opset,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip verification.")] = False,
     verify_images: Annotated[Optional[str], typer.Option(
         help="Also verify on the images in this folder.")] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="Max scale-relative error.")] = None,
-    min_cosine: Annotated[Optional[float], typer.Option(help="Min per-row cosine.")] = None,
+    rtol: Annotated[float, typer.Option(help="Max scale-relative error.")] = ExportOptions.rtol,
+    min_cosine: Annotated[float, typer.Option(help="Min per-row cosine.")] = (
+        ExportOptions.min_cosine),
     report: Annotated[Optional[str], typer.Option(help="Write the verification JSON here.")] = None,
     unsafe: Unsafe = False,
-    seed: Annotated[Optional[int], typer.Option(help="Init seed for --weights none.")] = None,
+    seed: Annotated[int, typer.Option(help="Init seed for --weights none.")] = ExportOptions.seed,
     int8: Annotated[bool, typer.Option(
         "--int8", help="Also write OUTPUT.int8.onnx (needs --calibration-images).")] = False,
     fp16: Annotated[bool, typer.Option(
@@ -77,7 +81,7 @@ def export(
 
     variants = _wanted_variants(output, int8, fp16, calibration_images)
     refuse_existing([output, saved_model] + _variant_paths(output, variants), overwrite)
-    try:  # options left None take ExportOptions' defaults
+    try:  # options left None are decided by the exporter, from the model
         result = api.export(
             model, layer, head=head, output=output, weights=weights, input_size=input_size,
             layout=layout, input_dtype=input_dtype, batch=batch, preprocess=preprocess,
@@ -154,8 +158,9 @@ def verify(
     source: Annotated[Optional[str], typer.Option(
         help="Where the Keras model is now, if it moved since export.")] = None,
     verify_images: Annotated[Optional[str], typer.Option(help="Also verify on these.")] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="Max scale-relative error.")] = None,
-    min_cosine: Annotated[Optional[float], typer.Option(help="Min per-row cosine.")] = None,
+    rtol: Annotated[float, typer.Option(help="Max scale-relative error.")] = ExportOptions.rtol,
+    min_cosine: Annotated[float, typer.Option(help="Min per-row cosine.")] = (
+        ExportOptions.min_cosine),
     report: Annotated[Optional[str], typer.Option(help="Write the JSON report here.")] = None,
     unsafe: Unsafe = False,
 ):
