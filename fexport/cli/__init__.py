@@ -21,10 +21,9 @@ from . import quantize as quantize_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a Keras model into a fast, verified ONNX image feature extractor.")
-export_commands.register(app)
-extract_commands.register(app)
-bench_commands.register(app)
-quantize_commands.register(app)
+for group in (export_commands, extract_commands, bench_commands, quantize_commands):
+    for name, command in group.COMMANDS.items():
+        app.command(name=name)(command)
 
 DEFAULT_COMMAND = "export"
 

@@ -15,10 +15,6 @@ COLUMNS = (("first ms", "first_run_ms"), ("p50 ms", "p50_ms"), ("p90 ms", "p90_m
            ("p95 ms", "p95_ms"), ("p99 ms", "p99_ms"), ("images/s", "images_per_s"))
 
 
-def register(app: typer.Typer) -> None:
-    app.command(name="bench")(bench)
-
-
 def bench(
     model_file: Annotated[str, typer.Argument(help="ONNX file.")],
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated, e.g. 1,8,32.")]
@@ -118,3 +114,9 @@ def _relative(row, rows) -> list[str]:
     if keras:
         parts.append(f"{rate / keras['images_per_s']:.2f}x keras.predict")
     return parts
+
+
+# The commands this module adds to the CLI, by name.
+COMMANDS = {
+    "bench": bench,
+}

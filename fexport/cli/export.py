@@ -23,13 +23,6 @@ from .outputs import print_json, refuse_existing
 from .quantize import make_variant
 
 
-def register(app: typer.Typer) -> None:
-    app.command(name="export")(export)
-    app.command(name="layers")(layers)
-    app.command(name="verify")(verify)
-    app.command(name="models")(list_models)
-
-
 def export(
     model: Annotated[str, typer.Argument(help="Registry name (vgg16, ResNet50, ...) or a "
                                               ".keras/.h5 file or SavedModel directory.")],
@@ -188,3 +181,12 @@ def list_models(as_json: Json = False):
         layer = s.feature_layer or "(backbone output)"
         typer.echo(f"{s.name:<20} {s.input_size[0]:>3}x{s.input_size[1]:<4} "
                    f"{s.preprocessing:<6} {layer:<22} {s.feature_dim}")
+
+
+# The commands this module adds to the CLI, by name.
+COMMANDS = {
+    "export": export,
+    "layers": layers,
+    "verify": verify,
+    "models": list_models,
+}

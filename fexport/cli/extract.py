@@ -25,12 +25,6 @@ from .options import (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command(name="extract")(extract)
-    app.command(name="info")(info)
-    app.command(name="doctor")(doctor)
-
-
 def extract(
     model_file: Annotated[str, typer.Argument(help="ONNX file exported by fexport.")],
     inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders (recursive).")],
@@ -188,3 +182,11 @@ def doctor(as_json: Json = False):
                f"{', '.join(found.cpu['flags']) or 'no AVX-512/AMX/VNNI'}")
     for name, version in found.packages.items():
         typer.echo(f"{name:<16} {version or 'not installed'}")
+
+
+# The commands this module adds to the CLI, by name.
+COMMANDS = {
+    "extract": extract,
+    "info": info,
+    "doctor": doctor,
+}

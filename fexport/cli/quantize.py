@@ -25,12 +25,6 @@ MinCosine = Annotated[float, typer.Option(
     "--min-cosine", help="Fail below this per-image cosine to float32.")]
 
 
-def register(app: typer.Typer) -> None:
-    app.command(name="quantize")(quantize)
-    app.command(name="convert")(convert)
-    app.command(name="optimize")(optimize)
-
-
 def quantize(
     model_file: Annotated[str, typer.Argument(help="float32 ONNX file exported by fexport.")],
     calibration_images: Annotated[str, typer.Option(
@@ -150,3 +144,11 @@ def _image_sets(calibration_dir, eval_dir, samples, precision):
     from fexport.precision import imagesets
 
     return imagesets.from_folders(calibration_dir, eval_dir, samples, precision)
+
+
+# The commands this module adds to the CLI, by name.
+COMMANDS = {
+    "quantize": quantize,
+    "convert": convert,
+    "optimize": optimize,
+}
