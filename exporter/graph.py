@@ -23,7 +23,11 @@ from . import heads, layouts
 
 def preprocess_tf(mode, x):
     if mode == "caffe":
-        return tf.reverse(x, axis=[-1]) - tf.constant(pp.CAFFE_BGR_MEAN, tf.float32)
+        # RGB -> BGR as a Gather of the channels, not tf.reverse: tf2onnx turns the reverse into
+        # ReverseSequence, which OpenVINO's CPU plugin runs with a reference kernel (2.9 ms of
+        # ResNet50's 48 ms at batch 8); the Gather gives the same values, and ResNet50's
+        # int8-bf16 file ran 1.13x faster with it (ONNX Runtime: no change).
+        return tf.gather(x, [2, 1, 0], axis=-1) - tf.constant(pp.CAFFE_BGR_MEAN, tf.float32)
     if mode == "tf":
         return x / pp.TF_SCALE - pp.TF_OFFSET
     if mode == "torch":
