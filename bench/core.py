@@ -137,7 +137,7 @@ def backend_runners(paths, device, engine_options, skipped) -> list[Runner]:
 def bare_runner(extractor) -> Runner:
     """The engine's own API on the same file, fed the same prepared batch."""
     contract, engine = extractor.contract, extractor.engine
-    if hasattr(engine, "session"):
+    if isinstance(engine, sessions.OnnxRuntimeBackend):
         runner = onnx_runner(engine.session, contract)
         runner.name = f"bare {extractor.ran}"
         return runner

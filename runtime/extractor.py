@@ -90,8 +90,7 @@ class FeatureExtractor:
     @property
     def providers(self) -> list[str]:
         """ONNX Runtime's execution providers, in order (empty on another backend)."""
-        session = getattr(self.engine, "session", None)
-        return session.get_providers() if session is not None else []
+        return self.engine.providers
 
     @property
     def options(self) -> dict:

@@ -37,3 +37,8 @@ class Backend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - an interface
         raise NotImplementedError
+
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime's execution providers, in order; none on another backend."""
+        return []

@@ -32,6 +32,10 @@ class OnnxRuntimeBackend(Backend):
         self.inputs = [_info(i) for i in self.session.get_inputs()]
         self.outputs = [_info(o) for o in self.session.get_outputs()]
 
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """One batch; on CUDA through IO binding so the output is copied back once."""
         input_name, output_name = self.inputs[0].name, self.outputs[0].name
