@@ -45,9 +45,9 @@ def bench(
     as_json: Json = False,
 ):
     """Latency percentiles, throughput, first-run latency and session creation time."""
-    from fexport.runtime.files.images import expand_inputs
+    from fexport.runtime.files.inputs import expand
 
-    paths = expand_inputs(images) if images else []
+    paths = expand(images) if images else []
     result = core.bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads,
                               warmup, iters, duration, input_size, compare_keras, paths,
                               variant or [], _all_backends(backends))

@@ -23,6 +23,7 @@ from .options import (
     Threads,
     library_default,
 )
+from .outputs import print_json
 
 
 def extract(
@@ -145,7 +146,7 @@ def info(
             "outputs": [asdict(o) for o in engine.outputs],
             "contract": json.loads(contract.to_json()) if contract else None}
     if as_json:
-        typer.echo(json.dumps(data, indent=1))
+        print_json(data)
         return
     for key in ("inputs", "outputs"):
         for entry in data[key]:
@@ -165,7 +166,7 @@ def doctor(as_json: Json = False):
 
     found = checks.report()
     if as_json:
-        typer.echo(json.dumps(found.to_dict(), indent=1))
+        print_json(found.to_dict())
         return
     for extra in found.extras:
         state = "installed" if not extra.missing else \
