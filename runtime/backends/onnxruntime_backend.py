@@ -22,12 +22,20 @@ NAME = "onnxruntime"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
+# fp32 means fp32 on the GPU too: the CUDA provider runs float32 convolutions and matrix products
+# in TF32 (a 10-bit mantissa) on Ampere and later unless told not to; a faster GPU path is a
+# verified FP16 variant, never a silent one.
+CUDA_OPTIONS = {"use_tf32": "0"}
+# FP16 convolutions in NHWC, the tensor cores' own layout (measured on an H200, batch 256, bare
+# API: VGG16 block5_pool 4757 -> 5356 images/s, ResNet50 avg 6549 -> 7277). The variant is
+# judged through this same path, so its quality report holds for it.
+CUDA_FP16_OPTIONS = {**CUDA_OPTIONS, "prefer_nhwc": "1"}
 _warned_fallback = False
 
 
 class OnnxRuntimeBackend(Backend):
     def __init__(self, path, device="auto", threads=None, precision="fp32"):
-        self.session = open_session(path, device, threads)
+        self.session = open_session(path, device, threads, precision)
         self.ran = Ran(NAME, device_of(self.session), precision)
         self.inputs = [_info(i) for i in self.session.get_inputs()]
         self.outputs = [_info(o) for o in self.session.get_outputs()]
@@ -37,15 +45,9 @@ class OnnxRuntimeBackend(Backend):
         return self.session.get_providers()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """One batch; on CUDA through IO binding so the output is copied back once."""
-        input_name, output_name = self.inputs[0].name, self.outputs[0].name
-        if self.ran.device != "cuda":
-            return self.session.run([output_name], {input_name: batch})[0]
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(input_name, batch)
-        binding.bind_output(output_name)
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        """One batch. On CUDA too a plain run: IO binding with a CPU input copied the batch once
+        more on the host (an H200, VGG16 FP16 at batch 256: 4360 images/s against 4757)."""
+        return self.session.run([self.outputs[0].name], {self.inputs[0].name: batch})[0]
 
 
 def _info(value) -> TensorInfo:
@@ -61,20 +63,29 @@ def cuda_available() -> bool:
     return CUDA in onnxruntime().get_available_providers()
 
 
-def open_session(path, device="auto", threads=None):
+def open_session(path, device="auto", threads=None, precision="fp32"):
     """A session on `device`; raises DeviceError when "cuda" was asked for and did not load."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     ort = onnxruntime()
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    wants_cuda = device == "cuda" or (device == "auto" and cuda_available())
-    providers = [CUDA, CPU] if wants_cuda else [CPU]
-    session = _create(ort, path, options, providers)
-    if wants_cuda and CUDA not in session.get_providers():
+    if device == "cuda" or (device == "auto" and cuda_available()):
+        cuda = CUDA_FP16_OPTIONS if precision == "fp16" else CUDA_OPTIONS
+        session = _create(ort, path, _options(ort, threads, True), [(CUDA, cuda), CPU])
+        if CUDA in session.get_providers():
+            return session
         _cuda_did_not_load(device)
-    return session
+    return _create(ort, path, _options(ort, threads, False), [CPU])
+
+
+def _options(ort, threads, on_cuda):
+    """On CUDA the GPU runs the model: the CPU pool would only spin after each run (onnxruntime
+    spins its idle threads) on the cores that decode the next batch's images."""
+    options = ort.SessionOptions()
+    if threads or on_cuda:
+        options.intra_op_num_threads = int(threads or 1)
+    if on_cuda:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def _create(ort, path, options, providers):

@@ -122,3 +122,17 @@ def test_files_that_are_not_models_are_named(tmp_path):
         backends.open_backend(junk, device="cpu")
     with pytest.raises(DeviceError, match="unknown device 'gpu'"):
         ort_backend.open_session(junk, "gpu")
+
+
+def test_cuda_sessions_leave_the_cores_to_decoding_and_cpu_sessions_keep_them():
+    ort = ort_backend.onnxruntime()
+    on_cuda = ort_backend._options(ort, None, on_cuda=True)
+    assert on_cuda.intra_op_num_threads == 1
+    assert on_cuda.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert ort_backend._options(ort, None, on_cuda=False).intra_op_num_threads == 0  # all
+    assert ort_backend._options(ort, 3, on_cuda=True).intra_op_num_threads == 3  # as asked
+
+
+def test_fp32_on_cuda_means_fp32_and_fp16_runs_nhwc():
+    assert ort_backend.CUDA_OPTIONS["use_tf32"] == "0"  # TF32 would be a silent 10-bit mantissa
+    assert ort_backend.CUDA_FP16_OPTIONS == {**ort_backend.CUDA_OPTIONS, "prefer_nhwc": "1"}
