@@ -20,6 +20,7 @@ from pathlib import Path
 from fexport.errors import UsageError, VerificationError
 from fexport.extras import require
 from fexport.reports import QualityReport
+from fexport.runtime import backends
 from fexport.runtime.contract import to_model_input, write_onnx
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import images
@@ -81,13 +82,21 @@ def build(options, reference, workdir) -> Path:
 def judge(candidate, reference, options, backend="auto") -> QualityReport:
     """The quality report of `candidate` against float32, on the backend that runs it (the
     one path for quantize, convert and optimize)."""
-    judged = FeatureExtractor(candidate, device="cpu", backend=backend)
+    judged = FeatureExtractor(candidate, device=judging_device(options.precision),
+                              backend=backend)
     report = quality.evaluate(reference, judged, options.evaluation_images, options.labels,
                               options.min_cosine)
     return dataclasses.replace(
         report, precision=options.precision, method=_method_label(options),
         calibration_samples=_samples(options), measured_on=str(judged.ran),
         reference=str(reference.ran), kept_float=tuple(options.nodes_to_exclude))
+
+
+def judging_device(precision) -> str:
+    """FP16 is judged on CUDA where there is one: ONNX Runtime's CPU provider has few float16
+    kernels and runs the rest in float32 behind inserted casts, which would judge a file more
+    exact than the GPU runs it. The other variants are CPU variants."""
+    return "cuda" if precision == "fp16" and backends.cuda_available() else "cpu"
 
 
 def _check(options) -> None:
