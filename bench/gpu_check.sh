@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The CUDA check (issue #16) on a lent GPU machine, from the repository root:
+#
+#   here:  python -m fexport.bench.gpu_carry .gpu       # packs onnxruntime-gpu and the models
+#   there: bash bench/gpu_check.sh unpack               # call 1, carrying .gpu/ort-part1.tar.xz
+#   there: bash bench/gpu_check.sh                      # call 2, carrying .gpu/ort-part2.tar.xz
+#                                                       #         and .gpu/models
+# The machine has the CUDA 13 libraries (PyTorch's nvidia-* wheels) but no onnxruntime-gpu, no
+# TensorFlow and no package index; each step below is bounded so one failure leaves the rest.
+# Everything it prints, and the suite's results, land in $OUT.
+set -u
+ROOT=$(pwd)
+OUT=${OUT:-/tmp/fexport-gpu-out}
+SITE=$ROOT/.gpu/site
+mkdir -p "$OUT" "$SITE"
+
+unpack() {
+  for part in .gpu/ort-part1.tar.xz .gpu/ort-part2.tar.xz; do
+    if [ -f "$part" ] && [ ! -f "$part.done" ]; then
+      python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], \
+filter='tar')" "$part" "$SITE" && touch "$part.done" && echo "unpacked $part"
+    fi
+  done
+  ls -la "$SITE/onnxruntime/capi" 2>&1 | tail -8
+}
+
+machine() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm \
+    --format=csv || true
+  nproc; python3 --version; uptime
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" || true
+  python3 -c "import tensorrt" 2>&1 | tail -1
+}
+
+step() {  # step SECONDS NAME COMMAND...: one bounded step, its status said either way
+  local limit=$1 name=$2
+  shift 2
+  echo "=== $name"
+  timeout "$limit" "$@"
+  echo "=== $name: exit $?"
+}
+
+if [ "${1:-}" = "unpack" ]; then
+  unpack
+  machine
+  exit 0
+fi
+
+unpack
+NVIDIA=$(python3 -c "import nvidia, os; print(list(nvidia.__path__)[0])")
+export LD_LIBRARY_PATH=$(find "$NVIDIA" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
+step 120 install python3 -m pip install -q --no-index --no-deps --upgrade --target "$ROOT/.gpu/fexport" \
+  .gpu/wheel/fexport-*.whl  # built here: pip wheel --no-deps -w .gpu/wheel .
+# PYTHONSAFEPATH: the repository's own fexport/ folder must not shadow the installed package
+export PYTHONPATH=$SITE:$ROOT/.gpu/fexport FEXPORT_GPU_MODELS=$ROOT/.gpu/models PYTHONSAFEPATH=1
+export PYTHONUNBUFFERED=1
+machine
+step 60 providers python3 -c "import onnxruntime as o; print(o.__version__, o.__file__, \
+o.get_available_providers())"
+step 60 doctor python3 -m fexport doctor
+step 60 fill python3 -m fexport.bench.gpu_carry --fill .gpu/models
+step 240 tests python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py
+step 90 extract bash -c "python3 -c 'import sys, pathlib; from fexport.bench import suite; \
+suite.make_image_folder(pathlib.Path(sys.argv[1]), 64)' /tmp/photos && python3 -m fexport \
+extract .gpu/models/vww.onnx /tmp/photos --device cuda -o $OUT/vww-features.npy && python3 -c 'import numpy, sys; print(numpy.load(sys.argv[1]).shape)' $OUT/vww-features.npy"
+step 420 suite python3 -m fexport.bench.gpu .gpu/models --results "$OUT"

@@ -1,0 +1,69 @@
+"""The GPU suite's pieces that need no GPU: packing onnxruntime-gpu for one architecture, and
+the report's table and bottleneck."""
+
+from __future__ import annotations
+
+import struct
+
+from fexport.bench import gpu
+from fexport.bench.gpu_carry import FATBIN_MAGIC, keep_one_arch
+
+ENTRY_HEADER = 64
+
+
+def _entry(arch: int, payload: bytes) -> bytes:
+    header = bytearray(ENTRY_HEADER)
+    struct.pack_into("<HHIQ", header, 0, 2, 0x101, ENTRY_HEADER, len(payload))
+    struct.pack_into("<I", header, 28, arch)
+    return bytes(header) + payload
+
+
+def _fatbin(*entries: bytes) -> bytes:
+    body = b"".join(entries)
+    return FATBIN_MAGIC + struct.pack("<HHQ", 1, 16, len(body)) + body
+
+
+def test_only_the_chosen_architecture_keeps_its_kernels():
+    hopper, ampere = b"\x11" * 32, b"\x22" * 48
+    decoy = FATBIN_MAGIC + b"\x07\x00" * 6  # the magic inside other bytes: not a fatbin
+    library = b"code" + decoy + _fatbin(_entry(80, ampere), _entry(90, hopper)) + b"tail"
+    pruned, kept = keep_one_arch(library, arch=90)
+    assert kept == len(hopper)
+    assert len(pruned) == len(library)  # every offset in the library stays valid
+    assert hopper in pruned and ampere not in pruned
+    assert pruned.startswith(b"code" + decoy) and pruned.endswith(b"tail")
+
+
+def test_a_library_without_fatbins_is_left_as_it_is():
+    assert keep_one_arch(b"no gpu code here") == (b"no gpu code here", 0)
+
+
+def _entry_data(name, rates):
+    results = [{"runtime": runtime, "batch": batch, "images_per_s": rate}
+               for runtime, by_batch in rates.items() for batch, rate in by_batch.items()]
+    return {"model": name, "float32_max_rel_to_cpu": 3e-7, "skipped": [],
+            "quality": {"images": 32, "min_cosine": 0.99999, "max_rel": 6e-4,
+                        "measured_on": "onnxruntime cuda fp16"},
+            "results": results}
+
+
+def test_the_slower_stage_is_named_from_the_rates():
+    entry = _entry_data("VGG16", {"fexport onnxruntime cuda fp16": {32: 2000.0, 256: 5500.0}})
+    assert gpu._rate(entry) == 5500.0  # the largest batch, as end to end runs it
+
+
+def test_markdown_has_a_row_per_runtime_and_the_bottleneck():
+    entry = _entry_data("ResNet50", {"fexport onnxruntime cuda fp16": {1: 900.0, 256: 7189.0},
+                                     "torch eager cuda fp16": {1: 179.0, 256: 6638.0}})
+    entry["end_to_end"] = {"files": 512, "batch": 256, "decode_threads": 16,
+                           "end_to_end_images_per_s": 925.0, "decode_images_per_s": 1497.0,
+                           "arrays_images_per_s": 7189.0, "bound_by": "decode"}
+    data = {"machine": {"gpu": "NVIDIA H200, 580", "cuda": "13.0", "onnxruntime": "1.31.1",
+                        "cpu": "Xeon", "cores": 16, "python": "3.12"},
+            "batch_sizes": [1, 256], "decode_scaling": {1: 375.0, 16: 1313.0},
+            "models": [entry]}
+    text = gpu.markdown(data)
+    assert "| fexport onnxruntime cuda fp16 | 900 | 7189 |" in text
+    assert "| torch eager cuda fp16 | 179 | 6638 |" in text
+    assert "the slower stage is decode" in text and "1: 375, 16: 1313" in text
+    assert gpu.name_for(data["machine"]) == "gpu-h200-ort1.31.1"
