@@ -25,7 +25,7 @@ from fexport.runtime.contract import to_model_input, write_onnx
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import images
 
-from . import imagesets, quality
+from . import imagesets, quality, rewrites
 
 METHODS = ("minmax", "entropy", "percentile")
 PRECISIONS = ("int8", "fp16", "bf16", "int8-bf16")  # int8-bf16: float parts in bf16
@@ -133,6 +133,7 @@ def _int8(options, reference, candidate, workdir) -> None:
     prepared = Path(workdir) / "prepared.onnx"
     if not prepared.exists():  # one pre-processing serves every INT8 candidate of a model
         quant_pre_process(str(options.model), str(prepared))
+        _rewrite_for_int8(prepared)
     method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
               "percentile": q.CalibrationMethod.Percentile}[options.method]
     with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print progress
@@ -143,6 +144,13 @@ def _int8(options, reference, candidate, workdir) -> None:
                           activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                           calibrate_method=method, calibration_cache_path=cache,
                           nodes_to_exclude=list(options.nodes_to_exclude))
+
+
+def _rewrite_for_int8(prepared: Path) -> None:
+    onnx = require("onnx", "INT8 quantization")
+    model = onnx.load(str(prepared))
+    if rewrites.strided_pointwise_as_slices(model):
+        onnx.save(model, str(prepared))
 
 
 # quantize_static builds its entropy calibrator with 128 histogram bins and 128 quantized bins

@@ -87,6 +87,25 @@ def test_int8_of_a_real_pretrained_model_keeps_its_features(xception_onnx, image
     assert cosines(xception_onnx, out, evaluation).min() == pytest.approx(
         report.min_cosine, abs=1e-6)
     assert "nearest-5 overlap" in proc.stdout and "logistic regression" in proc.stdout
+    # Its strided 1x1 shortcuts were subsampled by a quantized Slice (precision/rewrites.py).
+    slices = [n for n in _graph(out).node if n.op_type == "Slice"]
+    assert len(slices) == 4 and all(n.name.startswith("fexport_subsample_") for n in slices)
+
+
+def test_strided_pointwise_convs_become_exact_slices(xception_onnx, tmp_path):
+    import onnx
+
+    from fexport.precision.rewrites import strided_pointwise_as_slices
+
+    model = onnx.load(str(xception_onnx))
+    assert strided_pointwise_as_slices(model) == 4  # the four residual shortcuts
+    onnx.save(model, str(tmp_path / "sliced.onnx"))
+    pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 1)).astype(np.float32)
+    before = FeatureExtractor(xception_onnx, "cpu").predict(pixels)
+    after = FeatureExtractor(tmp_path / "sliced.onnx", "cpu").predict(pixels)
+    # The same pixels meet the same weights; only the kernels' summation order differs
+    # (float32 rounding, measured near 2e-7 relative).
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
 
 
 def _graph(path):
