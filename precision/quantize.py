@@ -149,7 +149,7 @@ def _int8(options, reference, candidate, workdir) -> None:
 def _rewrite_for_int8(prepared: Path) -> None:
     onnx = require("onnx", "INT8 quantization")
     model = onnx.load(str(prepared))
-    if rewrites.strided_pointwise_as_slices(model):
+    if rewrites.for_int8(model):
         onnx.save(model, str(prepared))
 
 
