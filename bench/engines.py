@@ -156,7 +156,14 @@ def _model_table(entry) -> list[str]:
     lines += ["", fastest_verified(entry, rows, keras)]
     lines += [f"\nNot timed: {Path(s['file']).name} on {s['backend']}: {s['reason']}"
               for s in entry["run"].get("skipped", [])]
+    lines += [f"\nRefused, not timed: {precision}: {_why(q['refused'])}"
+              for precision, q in entry["quality"].items() if "refused" in q]
     return lines + [""]
+
+
+def _why(refusal: str) -> str:
+    """fexport's own line out of the failed command's output."""
+    return refusal.split("fexport: error: ", 1)[-1].strip()
 
 
 def fastest_verified(entry, rows, keras) -> str:
