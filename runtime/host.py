@@ -48,6 +48,11 @@ def has_amx_int8() -> bool:
     return "amx_int8" in cpu_flags()
 
 
+def fast_int8() -> bool:
+    """INT8 dot products in hardware that OpenVINO's kernels use: AMX or AVX-512 VNNI."""
+    return bool(cpu_flags() & {"amx_int8", "avx512_vnni"})
+
+
 def describe() -> str:
     flags = precision_flags()
     return f"{cpu_name()} ({', '.join(flags) if flags else 'no AVX-512/AMX/VNNI'})"

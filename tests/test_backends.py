@@ -46,10 +46,10 @@ def test_requests_that_cannot_be_met_say_why_and_how(file, backend, device, prec
         backends.choose(file, backend, device, precision)
 
 
-def test_int8_goes_to_openvino_where_amx_is(monkeypatch):
-    monkeypatch.setattr(host, "has_amx_int8", lambda: True)  # an Intel Xeon with AMX
+def test_int8_goes_to_openvino_where_amx_or_vnni_is(monkeypatch):
+    monkeypatch.setattr(host, "fast_int8", lambda: True)  # AMX or AVX-512 VNNI
     assert backends.choose("int8") == ("openvino", "cpu", "int8")
-    monkeypatch.setattr(host, "has_amx_int8", lambda: False)  # AVX-512 VNNI only
+    monkeypatch.setattr(host, "fast_int8", lambda: False)  # neither: not measured faster
     assert backends.choose("int8") == ("onnxruntime", "auto", "int8")
 
 

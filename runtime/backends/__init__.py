@@ -11,7 +11,8 @@ The rule, `choose`:
   that backend is installed and the device is not CUDA, else on ONNX Runtime with a warning.
 - CUDA: ONNX Runtime. bf16, and int8-bf16 (an INT8 file whose float parts run in bf16):
   OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is slower than float32). INT8:
-  OpenVINO on CPUs with AMX when it is installed, else ONNX Runtime (see int8_backend). float32
+  OpenVINO on CPUs with AMX or AVX-512 VNNI when it is installed, else ONNX Runtime (see
+  int8_backend). float32
   and FP16: ONNX Runtime, the reference the exports were verified with.
 An explicit backend that cannot serve the request raises DeviceError with the reason and a fix.
 """
@@ -61,10 +62,11 @@ def choose(contract_precision, backend="auto", device="auto", precision="auto",
 def int8_backend() -> str:
     """The faster engine for an INT8 (QDQ) file on this CPU, by a measured rule. On fexport's
     own INT8 VGG16 and ResNet50 at batch 8, OpenVINO over ONNX Runtime: 1.74x and 1.83x on an
-    Intel Xeon with AMX (issue #14), 1.06x and 0.94x on an AMD EPYC with AVX-512 VNNI and no AMX
-    (bench/results/engines-amd-epyc-*.md): OpenVINO where AMX is, else ONNX Runtime, whose
-    kernels the INT8 file was calibrated with."""
-    return "openvino" if host.has_amx_int8() and installed("openvino") else "onnxruntime"
+    Intel Xeon with AMX (issue #14), 1.07x and 1.24x on an AMD EPYC with AVX-512 VNNI and no AMX
+    (bench/results/engines-amd-epyc-*.md, once precision/rewrites.py let OpenVINO run every
+    convolution in INT8): OpenVINO where AMX or AVX-512 VNNI is, else ONNX Runtime (CPUs with
+    neither were not measured)."""
+    return "openvino" if host.fast_int8() and installed("openvino") else "onnxruntime"
 
 
 def _check_words(backend, device, precision) -> None:

@@ -62,8 +62,8 @@ def test_bf16_follows_the_cpus_hardware():
             backends.choose("bf16")
 
 
-def test_int8_goes_to_openvino_only_with_amx_and_openvino():
-    expected = "openvino" if host.has_amx_int8() and installed("openvino") else "onnxruntime"
+def test_int8_goes_to_openvino_only_with_fast_int8_and_openvino():
+    expected = "openvino" if host.fast_int8() and installed("openvino") else "onnxruntime"
     assert backends.int8_backend() == expected
 
 

@@ -27,6 +27,7 @@ def test_native_precisions_follow_the_flags():
     flags = _proc_flags()
     assert host.native_bf16() == bool(flags & {"amx_bf16", "avx512_bf16"})
     assert host.has_amx_int8() == ("amx_int8" in flags)
+    assert host.fast_int8() == bool(flags & {"amx_int8", "avx512_vnni"})
 
 
 def test_describe_names_the_cpu_and_its_flags():
