@@ -6,11 +6,13 @@ shortcuts) reads every second pixel of every second row. OpenVINO's CPU plugin m
 into a subsampling of its own, placed between the DequantizeLinear and the convolution, and then
 no longer sees the quantized pattern: those convolutions ran in float (bf16: 6.9 ms of ResNet50's
 48 ms at batch 8 on an AMD EPYC). Written as a strided Slice followed by a stride-1 convolution,
-the subsampling is quantized like the rest, and OpenVINO runs the six convolutions in INT8
-(ResNet50 int8-bf16: 191 -> 220 images/s; ONNX Runtime's INT8 unchanged at 174).
+the subsampling is quantized like the rest, and OpenVINO runs the six convolutions in INT8.
+With the channel fold below, ResNet50 on OpenVINO INT8 went from 168 to 222 images/s at batch
+8 (two quiet runs of bench/engines.py; ONNX Runtime's INT8 181 and 180).
 
-Only INT8 variants get it: in float32 the extra Slice costs (ResNet50 on ONNX Runtime 57.0 ->
-54.7 images/s, on OpenVINO 63.5 -> 56.9), and the export stays what tf2onnx wrote.
+Only INT8 variants get it: in float32 the extra Slice cost ResNet50 4% on ONNX Runtime and 10%
+on OpenVINO in a quick check (load 0.7, not a suite result), and the export stays what tf2onnx
+wrote.
 """
 
 from __future__ import annotations
