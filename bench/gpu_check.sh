@@ -5,6 +5,7 @@
 #   there: bash bench/gpu_check.sh unpack               # call 1, carrying .gpu/ort-part1.tar.xz
 #   there: bash bench/gpu_check.sh                      # call 2, carrying .gpu/ort-part2.tar.xz
 #                                                       #         and .gpu/models
+#   there: bash bench/gpu_check.sh suite                # call 2 for the timing suite alone
 # The machine has the CUDA 13 libraries (PyTorch's nvidia-* wheels) but no onnxruntime-gpu, no
 # TensorFlow and no package index; each step below is bounded so one failure leaves the rest.
 # Everything it prints, and the suite's results, land in $OUT.
@@ -55,6 +56,11 @@ step 120 install python3 -m pip install -q --no-index --no-deps --upgrade --targ
 export PYTHONPATH=$SITE:$ROOT/.gpu/fexport FEXPORT_GPU_MODELS=$ROOT/.gpu/models PYTHONSAFEPATH=1
 export PYTHONUNBUFFERED=1
 machine
+if [ "${1:-}" = "suite" ]; then  # the suite alone, on the models carried
+  step 60 fill python3 -m fexport.bench.gpu_carry --fill .gpu/models
+  step 420 suite python3 -m fexport.bench.gpu .gpu/models --results "$OUT"
+  exit 0
+fi
 step 60 providers python3 -c "import onnxruntime as o; print(o.__version__, o.__file__, \
 o.get_available_providers())"
 step 60 doctor python3 -m fexport doctor

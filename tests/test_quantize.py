@@ -126,6 +126,14 @@ def test_the_caffe_channel_flip_folds_into_the_first_convolution(vgg16_onnx, xce
     assert not channel_order_into_first_conv(onnx.load(str(xception_onnx)))  # no flip there
 
 
+def test_fp16_is_judged_where_it_runs_and_the_cpu_variants_on_the_cpu():
+    from fexport.precision.quantize import judging_device
+    from fexport.runtime.backends import cuda_available
+
+    assert judging_device("fp16") == ("cuda" if cuda_available() else "cpu")
+    assert {judging_device(p) for p in ("int8", "bf16", "int8-bf16")} == {"cpu"}
+
+
 def _graph(path):
     import onnx
 
