@@ -12,8 +12,7 @@ The rule, `choose`:
 - CUDA: ONNX Runtime. bf16, and int8-bf16 (an INT8 file whose float parts run in bf16):
   OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is slower than float32). INT8:
   OpenVINO on CPUs with AMX or AVX-512 VNNI when it is installed, else ONNX Runtime (see
-  int8_backend). float32
-  and FP16: ONNX Runtime, the reference the exports were verified with.
+  int8_backend). float32 and FP16: ONNX Runtime, the reference the exports were verified with.
 An explicit backend that cannot serve the request raises DeviceError with the reason and a fix.
 """
 
