@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import collections
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fexport.errors import FexportError, ImageError
+from fexport.errors import ImageError
 
-from . import backends
+from . import backends, decoding
 from .contract import infer_contract, stored_contract, to_model_input
 from .files import images
 from .files.inputs import iter_items
@@ -44,18 +43,26 @@ class FeatureExtractor:
     `backend` ("auto", "onnxruntime", "openvino") and `precision` ("auto": the file's own,
     "fp32", "bf16") choose the engine by the rule in fexport.runtime.backends; `ran` (and
     `backend`, `device`, `precision`) says what really runs, read back from the engine.
+
+    Images decode ahead of inference in `workers` threads, or with `decode="processes"` in as
+    many processes, which keep decoding past the GIL on many-core hosts feeding a GPU (see
+    fexport.runtime.decoding); `close()` ends the processes.
     """
 
     def __init__(self, path, device="auto", threads=None, *, backend="auto", precision="auto",
-                 input_size=None, resample="nearest", keep_aspect=False, exif=False, workers=4):
+                 input_size=None, resample="nearest", keep_aspect=False, exif=False, workers=4,
+                 decode="threads"):
         self._settings = dict(path=str(path), device=device, threads=threads, backend=backend,
                               precision=precision, input_size=input_size, resample=resample,
-                              keep_aspect=keep_aspect, exif=exif, workers=workers)
+                              keep_aspect=keep_aspect, exif=exif, workers=workers, decode=decode)
         self._open(**self._settings)
 
     def _open(self, path, device, threads, backend, precision, input_size, resample,
-              keep_aspect, exif, workers):
+              keep_aspect, exif, workers, decode):
+        decoding.check_decoder(decode)
         self.path, self.workers = path, max(1, int(workers))
+        self._processes = decoding.ProcessDecoder(self.workers) if decode == "processes" \
+            else None
         stored = stored_contract(path)
         self.engine = backends.open_backend(path, stored, backend, device, precision, threads)
         self.contract = stored or infer_contract(self.engine, path, input_size)
@@ -156,21 +163,36 @@ class FeatureExtractor:
     def _empty(self):
         return np.zeros((0, self.feature_dim), np.float32)
 
+    def close(self) -> None:
+        """End the decoding processes, if any (they start again when needed)."""
+        if self._processes is not None:
+            self._processes.close()
+
     def _decode(self, items, window):
         """(key, array, error) per item, in order, with at most `window` decodes in flight."""
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="fexport-decode") as pool:
-            pending = collections.deque()
-            for item in items:
-                pending.append((images.describe(item), pool.submit(images.load, item,
-                                                                   self.load_options)))
-                if len(pending) >= window:
-                    yield _settle(*pending.popleft())
-            while pending:
+        if self._processes is not None:
+            yield from self._decode_with(self._processes.submit, items, window,
+                                         decoding.CHUNK)
+            return
+        with decoding.thread_pool(self.workers) as pool:
+            yield from self._decode_with(lambda group, options: [
+                pool.submit(images.load, item, options) for item in group], items, window)
+
+    def _decode_with(self, submit, items, window, chunk=1):
+        """`submit(group, options)` gives one future per input of the group."""
+        pending, items = collections.deque(), iter(items)
+        while group := list(itertools.islice(items, chunk)):
+            pending.extend(zip(map(images.describe, group), submit(group, self.load_options)))
+            while len(pending) >= window:
                 yield _settle(*pending.popleft())
+        while pending:
+            yield _settle(*pending.popleft())
 
 
 def _settle(key, future):
+    """One input's outcome: its pixels, or the ImageError saying why not. Any other error (the
+    decoding processes stopped) is not this input's and stops the run."""
     try:
         return key, future.result(), None
-    except FexportError as exc:
+    except ImageError as exc:
         return key, None, exc

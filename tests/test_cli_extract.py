@@ -52,6 +52,16 @@ def test_other_formats_hold_the_same_features(resnet8_onnx, photos, tmp_path, su
     np.testing.assert_array_equal(features, ref["features"])
 
 
+def test_decoding_in_processes_writes_the_same_features(resnet8_onnx, mixed_folder, tmp_path):
+    run_cli("extract", resnet8_onnx, mixed_folder, "-o", tmp_path / "threads.npz")
+    proc = run_cli("extract", resnet8_onnx, mixed_folder, "-o", tmp_path / "processes.npz",
+                   "--decode", "processes", "--workers", "2")
+    threads, processes = np.load(tmp_path / "threads.npz"), np.load(tmp_path / "processes.npz")
+    assert list(processes["paths"]) == list(threads["paths"])
+    np.testing.assert_array_equal(processes["features"], threads["features"])
+    assert "skipped" in proc.stderr  # the folder's bad files, named as with threads
+
+
 def test_on_error_fail_stops_at_the_first_bad_file(resnet8_onnx, mixed_folder, tmp_path):
     out = tmp_path / "f.npy"
     proc = run_cli("extract", resnet8_onnx, mixed_folder, "-o", out, "--on-error", "fail",

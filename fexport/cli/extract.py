@@ -36,8 +36,11 @@ def extract(
     backend: Backend = library_default(FeatureExtractor, "backend"),
     precision: Precision = library_default(FeatureExtractor, "precision"),
     threads: Threads = library_default(FeatureExtractor, "threads"),
-    workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")]
+    workers: Annotated[int, typer.Option(min=1, help="Image decoders (threads or processes).")]
     = library_default(FeatureExtractor, "workers"),
+    decode: Annotated[str, typer.Option(
+        help="threads, or processes: decoding past Python's GIL, for many cores feeding a GPU.")]
+    = library_default(FeatureExtractor, "decode"),
     on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
     = library_default(extract_to_file, "on_error"),
     input_size: InputSize = library_default(FeatureExtractor, "input_size"),
@@ -67,7 +70,8 @@ def extract(
 
     extractor_options = dict(device=device, threads=threads, backend=backend,
                              precision=precision, input_size=input_size, resample=resample,
-                             keep_aspect=keep_aspect, exif=exif, workers=workers)
+                             keep_aspect=keep_aspect, exif=exif, workers=workers,
+                             decode=decode)
     ray_options = dict(address=address, num_workers=num_workers,
                        num_gpus_per_worker=num_gpus_per_worker) if engine == "ray" else {}
     settings = dict(batch_size=batch_size, on_error=on_error, mode=_mode(resume, overwrite),

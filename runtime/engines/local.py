@@ -49,7 +49,11 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, **extractor_opt
     """
     with lock.exclusive(output):  # before the model loads: a second run refuses at once
         extractor = open_model(extractor_or_path, extractor_options)
-        return _run(extractor, expand(inputs, extractor.load_options), output, run)
+        try:
+            return _run(extractor, expand(inputs, extractor.load_options), output, run)
+        finally:
+            if extractor is not extractor_or_path:  # opened here: its decoders end here
+                extractor.close()
 
 
 def _run(extractor, items, output, run: Run) -> Summary:

@@ -114,12 +114,18 @@ def load(item, options: LoadOptions) -> np.ndarray:
     """One input (path, bytes, PIL image or HWC array) as a float32 (H, W, C) array."""
     if isinstance(item, np.ndarray):
         return _from_array(item, options)
+    return load_native(item, options).astype(np.float32)
+
+
+def load_native(item, options: LoadOptions) -> np.ndarray:
+    """A path, bytes or PIL image decoded, converted and resized, as an (H, W, C) array of the
+    image's own pixel type (uint8 for most files): what `load` makes float32."""
     if not isinstance(item, (str, Path, bytes, Image.Image)):
         raise ImageError(f"{describe(item)}: expected a file path, bytes, a PIL image or a "
                          "numpy array")
     image = item if isinstance(item, Image.Image) else _open(item)
     try:
-        return _to_array(_resize(_convert(image, options), options))
+        return _native_array(_resize(_convert(image, options), options))
     except ImageError:
         raise
     except Exception as exc:  # Pillow raises many untyped errors (ValueError, OSError...)
@@ -198,8 +204,8 @@ def _center_crop_box(image_size, target_size):
     return (left, top, left + crop_w, top + crop_h)
 
 
-def _to_array(image: Image.Image) -> np.ndarray:
-    array = np.asarray(image, dtype=np.float32)
+def _native_array(image: Image.Image) -> np.ndarray:
+    array = np.asarray(image)
     return array[:, :, None] if array.ndim == 2 else array
 
 
@@ -222,7 +228,7 @@ def _from_array(array: np.ndarray, options: LoadOptions) -> np.ndarray:
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] in (1, 3, 4) \
             and array.size:
         image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-        return _to_array(_resize(_convert(image, options), options))
+        return _native_array(_resize(_convert(image, options), options)).astype(np.float32)
     raise ImageError(
         f"{describe(array)}: this model takes arrays shaped {accepted_shapes(options)} (bool, "
         "integer or float), or non-empty uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
