@@ -33,8 +33,10 @@ def check_decoder(decode) -> None:
         raise UsageError(f"decode {decode!r}: expected one of {', '.join(DECODERS)}")
 
 
-# Files per task: one task per image spent more on the pool's queues than on decoding (2 cores,
-# 256 photos: 900 images/s against 1580 in threads).
+# Files per task, so the pool's queues are crossed once per 8 images rather than per image. On
+# 2 cores the parent's share of the work still keeps processes below threads when decoding alone
+# (about 950 against 1500 images/s); on a 16-core H100 host, extraction from JPEG files went
+# from 822 images/s in threads to 1106 in processes.
 CHUNK = 8
 
 
