@@ -52,9 +52,10 @@ def run(models_dir: Path, iters: int, workdir: Path, results: Path, device="cuda
         fp16, quality = fp16_variant(fp32, photos, workdir)
         entry = {"model": name, "quality": quality, "skipped": [],
                  "float32_max_rel_to_cpu": max_rel_to_cpu(fp32, photos, device)}
-        runners = runners_for(fp32, fp16, stem, device, entry["skipped"])
+        contract = core.contract_of(fp32, device, None)  # the variant's input is the same
+        runners = runners_for(fp32, fp16, stem, contract, device, entry["skipped"])
         entry["results"] = [row for n in batch_sizes for row in core.bench_batch(
-            runners, core.random_pixels(_contract(fp32), n), 3, iters, None)]
+            runners, core.random_pixels(contract, n), 3, iters, None)]
         entry["end_to_end"] = end_to_end(fp16, jpegs, device, _rate(entry))
         data["models"].append(entry)
         write(data, results)
@@ -74,10 +75,6 @@ def _torch_cuda_version() -> str | None:
     except ImportError:
         return None
     return torch.version.cuda
-
-
-def _contract(path):
-    return core.contract_of(path, "cuda", None)
 
 
 def fp16_variant(fp32: Path, photos: Path, workdir: Path) -> tuple[Path, dict]:
@@ -103,15 +100,16 @@ def max_rel_to_cpu(fp32: Path, photos: Path, device: str) -> float:
     return float(abs(got - cpu).max() / abs(cpu).max())
 
 
-def runners_for(fp32: Path, fp16: Path, stem: str, device: str, skipped: list) -> list[Runner]:
+def runners_for(fp32: Path, fp16: Path, stem: str, contract, device: str,
+                skipped: list) -> list[Runner]:
     runners = []
     for path in (fp32, fp16):
         extractor = FeatureExtractor(path, device, backend="onnxruntime")
         runners += [Runner(f"fexport {extractor.ran}", extractor.predict),
                     core.bare_runner(extractor)]
-    runners += _optional(lambda: [nchw_runner(fp16)], "CUDA FP16 NCHW", skipped)
-    runners += _optional(lambda: [tensorrt_runner(fp32, fp16)], "TensorRT FP16", skipped)
-    runners += _optional(lambda: [torch_runner(stem, _contract(fp32))], "PyTorch", skipped)
+    runners += _optional(lambda: [nchw_runner(fp16, contract)], "CUDA FP16 NCHW", skipped)
+    runners += _optional(lambda: [tensorrt_runner(fp32, contract)], "TensorRT FP16", skipped)
+    runners += _optional(lambda: [torch_runner(stem, contract)], "PyTorch", skipped)
     return runners
 
 
@@ -123,36 +121,37 @@ def _optional(make, what, skipped) -> list[Runner]:
         return []
 
 
-def nchw_runner(fp16: Path) -> Runner:
+def nchw_runner(fp16: Path, contract) -> Runner:
     """The FP16 file as a plain onnxruntime session runs it (NCHW convolutions, onnxruntime's
     thread defaults): what fexport's CUDA settings are measured against."""
-    import onnxruntime as ort
-
     from fexport.runtime.backends.onnxruntime_backend import CUDA, CUDA_OPTIONS
 
-    session = ort.InferenceSession(str(fp16), providers=[(CUDA, CUDA_OPTIONS)])
-    if session.get_providers()[0] != CUDA:
-        raise RuntimeError(f"no CUDA provider: the session got {session.get_providers()}")
-    runner = core.onnx_runner(session, _contract(fp16))
-    runner.name = "bare onnxruntime cuda fp16, NCHW (plain session)"
-    runner.call(core.random_pixels(_contract(fp16), 2))
-    return runner
+    return _session_runner(fp16, [(CUDA, CUDA_OPTIONS)], contract,
+                           "bare onnxruntime cuda fp16, NCHW (plain session)")
 
 
-def tensorrt_runner(fp32: Path, fp16: Path) -> Runner:
+def tensorrt_runner(fp32: Path, contract) -> Runner:
     """onnxruntime's TensorRT provider building FP16 engines from the float32 file."""
+    options = {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+               "trt_engine_cache_path": tempfile.mkdtemp(prefix="fexport-trt-")}
+    return _session_runner(fp32, [("TensorrtExecutionProvider", options),
+                                  "CUDAExecutionProvider"], contract,
+                           "bare onnxruntime tensorrt fp16")
+
+
+def _session_runner(path: Path, providers: list, contract, name: str) -> Runner:
+    """A plain session whose first provider must be the one asked for (onnxruntime falls back
+    silently), called once here so that a failure is skipped with its reason, not mid-timing."""
     import onnxruntime as ort
 
-    cache = tempfile.mkdtemp(prefix="fexport-trt-")
-    options = {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
-               "trt_engine_cache_path": cache}
-    session = ort.InferenceSession(str(fp32), providers=[("TensorrtExecutionProvider", options),
-                                                         "CUDAExecutionProvider"])
-    if session.get_providers()[0] != "TensorrtExecutionProvider":
-        raise RuntimeError("the TensorRT provider did not load (libnvinfer missing?); "
-                           f"the session got {session.get_providers()}")
-    runner = core.onnx_runner(session, _contract(fp32))
-    runner.name = "bare onnxruntime tensorrt fp16"
+    session = ort.InferenceSession(str(path), providers=providers)
+    wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    if session.get_providers()[0] != wanted:
+        raise RuntimeError(f"{wanted} did not load (its libraries missing?); the session got "
+                           f"{session.get_providers()}")
+    runner = core.onnx_runner(session, contract)
+    runner.name = name
+    runner.call(core.random_pixels(contract, 2))
     return runner
 
 
@@ -228,8 +227,9 @@ def end_to_end(model: Path, paths: list[str], device="cuda", arrays_rate=0.0) ->
     workers = len(os.sched_getaffinity(0))
     rates = {decode: _whole_rate(model, paths, device, workers, decode)
              for decode in decoding.DECODERS}
-    decode = max(_decode_rate(paths, images.LoadOptions(224, 224, 3), workers, kind)
-                 for kind in decoding.DECODERS)
+    spec = core.contract_of(model, device, None).input  # decoded to the model's own size
+    options = images.LoadOptions(spec.height, spec.width, spec.channels)
+    decode = max(_decode_rate(paths, options, workers, kind) for kind in decoding.DECODERS)
     return {"files": len(paths), "batch": min(E2E_BATCH, len(paths)), "decode_threads": workers,
             "end_to_end_images_per_s": rates["threads"],
             "end_to_end_processes_images_per_s": rates["processes"],
