@@ -95,9 +95,10 @@ def fp16_variant(fp32: Path, photos: Path, workdir: Path) -> tuple[Path, dict]:
 def max_rel_to_cpu(fp32: Path, photos: Path, device: str) -> float:
     """float32 on `device` against the CPU on the real photos: max |diff| / max |cpu|."""
     paths = sorted(map(str, photos.iterdir()))[:8]
+    from fexport.precision.quality import max_rel
+
     cpu = FeatureExtractor(fp32, "cpu").extract(paths, batch_size=8)
-    got = FeatureExtractor(fp32, device).extract(paths, batch_size=8)
-    return float(abs(got - cpu).max() / abs(cpu).max())
+    return max_rel(cpu, FeatureExtractor(fp32, device).extract(paths, batch_size=8))
 
 
 def runners_for(fp32: Path, fp16: Path, stem: str, contract, device: str,

@@ -34,7 +34,7 @@ def evaluate(reference, candidate, paths, labels=None,
         if labels is not None else (None, None)
     return QualityReport(
         images=len(paths), min_cosine=float(cosines.min()), mean_cosine=float(cosines.mean()),
-        max_rel=_max_rel(expected, actual), neighbour_overlap=neighbour_overlap(expected, actual),
+        max_rel=max_rel(expected, actual), neighbour_overlap=neighbour_overlap(expected, actual),
         neighbours=NEIGHBOURS, min_cosine_required=min_cosine,
         probe_accuracy_float32=probes[0], probe_accuracy_candidate=probes[1])
 
@@ -49,7 +49,8 @@ def row_cosines(a, b) -> np.ndarray:
     return np.where(both_zero, 1.0, dots / np.where(norms == 0, 1.0, norms))
 
 
-def _max_rel(expected, actual) -> float:
+def max_rel(expected, actual) -> float:
+    """max |actual - expected| / max |expected|: the error against the largest feature."""
     scale = max(float(np.abs(expected).max()), 1e-30)
     return float(np.abs(expected.astype(np.float64) - actual).max() / scale)
 
