@@ -69,3 +69,24 @@ class OutputError(FexportError):
 
 class EngineError(FexportError):
     """The distributed engine (Ray) is not installed, cannot be reached, or its job failed."""
+
+
+class RequestError(FexportError):
+    """A request to the feature service that cannot be answered as sent (HTTP 400): malformed
+    JSON, a binary header length that lies, a wrong datatype or shape."""
+
+
+class PayloadTooLargeError(RequestError):
+    """A request body, or a request's image count, over the server's limit (HTTP 413)."""
+
+
+class QueueFullError(FexportError):
+    """The server's queue holds its limit of images; retry after `retry_after` s (HTTP 429)."""
+
+    def __init__(self, message, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineError(FexportError):
+    """A request waited past its deadline for a batch slot (HTTP 504)."""

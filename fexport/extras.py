@@ -38,14 +38,18 @@ EXTRAS = (
     Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
     Extra("sklearn", "fexport.runtime.ImageFeatures and the linear-probe accuracy "
                      "(scikit-learn)", ("sklearn",)),
-    Extra("ray", "extract --engine ray (Ray Data)", ("ray",)),
+    Extra("serve", "serve: the HTTP feature service (starlette, uvicorn, prometheus_client)",
+          ("starlette", "uvicorn", "prometheus_client")),
+    Extra("ray", "extract --engine ray (Ray Data), serve --engine ray (Ray Serve)",
+          ("ray",)),
     Extra("bench", "the bench suite's chart (matplotlib)", ("matplotlib",)),
 )
 # The smallest extra that brings each package (onnxruntime's message names cpu and gpu both).
 PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "tf_keras": "export", "tf2onnx": "export", "onnx": "quantize",
                "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
-               "openvino": "openvino", "matplotlib": "bench"}
+               "openvino": "openvino", "matplotlib": "bench", "starlette": "serve",
+               "uvicorn": "serve", "prometheus_client": "serve"}
 
 
 class MissingDependencyError(FexportError, ImportError):

@@ -18,10 +18,12 @@ from . import bench as bench_commands
 from . import export as export_commands
 from . import extract as extract_commands
 from . import quantize as quantize_commands
+from . import serve as serve_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a Keras model into a fast, verified ONNX image feature extractor.")
-for group in (export_commands, extract_commands, bench_commands, quantize_commands):
+for group in (export_commands, extract_commands, bench_commands, quantize_commands,
+              serve_commands):
     for name, command in group.COMMANDS.items():
         app.command(name=name)(command)
 
