@@ -65,18 +65,21 @@ class ModelService:
         """Features of encoded image files, row i for file i."""
         with self.batcher.admit(len(files)):
             started = time.perf_counter()
+            deadline = started + self.config.request_timeout
             loop = asyncio.get_running_loop()
             decoded = await asyncio.gather(*[loop.run_in_executor(
                 self._decoder, self._decode, data, i) for i, data in enumerate(files)])
             self._observer.decoded(time.perf_counter() - started)
-            return await self._features(np.stack(decoded) if decoded else self._none())
+            return await self._features(np.stack(decoded) if decoded else self._none(),
+                                        deadline)
 
     async def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Features of a pixel tensor in the model's layout, (N, ...) as pixel_shape() says."""
         self.check_pixels(pixels)
+        deadline = time.perf_counter() + self.config.request_timeout
         with self.batcher.admit(len(pixels)):
             nhwc = images.to_nhwc(pixels, self.spec.layout).astype(np.float32, copy=False)
-            return await self._features(nhwc)
+            return await self._features(nhwc, deadline)
 
     def check_pixels(self, pixels: np.ndarray) -> None:
         expected = self.pixel_shape()
@@ -85,10 +88,11 @@ class ModelService:
                                f"{self.name!r} takes shape {expected} (the model's layout, "
                                f"{self.spec.layout.upper()})")
 
-    async def _features(self, pixels: np.ndarray) -> np.ndarray:
+    async def _features(self, pixels: np.ndarray, deadline: float) -> np.ndarray:
+        """Features from the batcher, by `deadline` (counted from the request's admission, so
+        decoding counts against it too)."""
         if not len(pixels):
             return np.zeros((0, self.extractor.feature_dim), np.float32)
-        deadline = time.perf_counter() + self.config.request_timeout
         return await self.batcher.submit(pixels, deadline)
 
     def _decode(self, data: bytes, index: int) -> np.ndarray:

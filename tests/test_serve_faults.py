@@ -1,0 +1,174 @@
+"""The server under bad inputs, overload, deadlines and SIGTERM: each case gets its own JSON
+answer, the server goes on serving, and a concurrent good client keeps getting correct rows.
+Servers listen on 127.0.0.1; every loop is bounded in count and time."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fexport.precision.quality import max_rel
+from fexport.runtime import FeatureExtractor
+from serving import Server, get, post_json, request
+
+TINY = Path(__file__).parent / "data" / "tiny_features.onnx"  # (N, 16, 16, 3) -> (N, 4)
+# One engine, one file: only the batches differ (see test_serve.py).
+SAME_ENGINE_RTOL = 1e-6
+
+
+def _encoded(pixels, fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _photo(seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (40, 48, 3)).astype(np.uint8)
+
+
+def _files_request(files) -> dict:
+    return {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [len(files)],
+                        "data": [base64.b64encode(f).decode() for f in files]}]}
+
+
+def _bomb_png(width, height) -> bytes:
+    """A PNG of width x height black pixels: a few kB on disk, width * height in memory."""
+    return _encoded(np.zeros((height, width), np.uint8))
+
+
+def _bad_requests(url) -> list:
+    """(what, method args, status, words the message holds) for each bad request."""
+    infer = url + "/v2/models/tiny_features/infer"
+    jpeg = _encoded(_photo(), "JPEG")
+    files = {"a truncated JPEG": (jpeg[:len(jpeg) // 2], "truncated"),
+             "a zero-byte file": (b"", "empty"),
+             "text named .jpg": (b"hello, this is not a picture", "not an image"),
+             "a decompression-bomb PNG": (_bomb_png(8000, 8000), "over this server's limit")}
+    cases = [(what, (infer, _files_request([data])), 400, words)
+             for what, (data, words) in files.items()]
+    pixel = {"name": "pixels", "datatype": "FP32", "shape": [1, 16, 16], "data": [0.0] * 256}
+    int32 = {"name": "pixels", "datatype": "INT32", "shape": [1, 16, 16, 3], "data": [0] * 768}
+    return cases + [
+        ("a wrong tensor shape", (infer, {"inputs": [pixel]}), 400, "[-1, 16, 16, 3]"),
+        ("a wrong datatype", (infer, {"inputs": [int32]}), 400, "expected BYTES"),
+        ("an unknown model", (url + "/v2/models/nothing/infer", {"inputs": [pixel]}), 404,
+         "tiny_features"),
+        ("more images than the queue", (infer, _files_request([jpeg] * 20)), 413, "at most 16"),
+    ]
+
+
+def _raw_bad_requests(url) -> list:
+    infer = url + "/v2/models/tiny_features/infer"
+    header = json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1],
+                                     "parameters": {"binary_data_size": 8}}]}).encode()
+    body = header + b"\x04\0\0\0abcd"
+    return [("malformed JSON", infer, b'{"inputs": [', {}, 400, "not valid JSON"),
+            ("an oversized body", infer, b"x" * (2 * 2**20), {}, 413, "at most"),
+            ("a header length past the body", infer, body,
+             {"Inference-Header-Content-Length": str(len(body) + 10)}, 400, "at most the body"),
+            ("a header length inside the JSON", infer, body,
+             {"Inference-Header-Content-Length": "7"}, 400, "not valid JSON")]
+
+
+class GoodClient(threading.Thread):
+    """Sends a good request over and over (at most 400 times, 60 s) until stopped."""
+
+    def __init__(self, url):
+        super().__init__(daemon=True)
+        self.url, self.stopped, self.results = url, threading.Event(), []
+        self.files = [_encoded(_photo(seed)) for seed in range(3)]
+        self.expected = FeatureExtractor(TINY).extract(self.files)
+
+    def run(self):
+        until = time.monotonic() + 60
+        while not self.stopped.is_set() and len(self.results) < 400 \
+                and time.monotonic() < until:
+            status, answer, _ = post_json(self.url + "/v2/models/tiny_features/infer",
+                                          _files_request(self.files))
+            rows = np.asarray(answer["outputs"][0]["data"], np.float32).reshape(3, 4) \
+                if status == 200 else None
+            self.results.append((status, rows))
+
+
+def test_each_bad_input_gets_its_own_answer_while_a_good_client_is_served():
+    with Server(TINY, "--max-queue", "16", "--max-body-mb", "1") as server:
+        good = GoodClient(server.url)
+        good.start()
+        for what, (url, body), status, words in _bad_requests(server.url):
+            code, answer, _ = post_json(url, body)
+            assert (code, list(answer)) == (status, ["error"]), (what, answer)
+            assert words in answer["error"], (what, answer["error"])
+        for what, url, body, headers, status, words in _raw_bad_requests(server.url):
+            code, answer, _ = request("POST", url, body, headers)
+            assert code == status and words in json.loads(answer)["error"], (what, answer)
+        good.stopped.set()
+        good.join(30)
+        assert good.results and all(status == 200 for status, _ in good.results)
+        assert max(max_rel(good.expected, rows) for _, rows in good.results) \
+            <= SAME_ENGINE_RTOL
+        assert get(server.url + "/v2/health/ready")[0] == 200
+
+
+def test_a_full_queue_answers_429_at_once_and_recovers():
+    # The first request's 8 images fill the queue and wait 400 ms for their batch to fill.
+    with Server(TINY, "--max-queue", "8", "--max-batch-size", "16",
+                "--max-delay-ms", "400") as server:
+        url = server.url + "/v2/models/tiny_features/infer"
+        files = [_encoded(_photo(seed)) for seed in range(8)]
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post_json, url, _files_request(files))
+            time.sleep(0.2)
+            started = time.monotonic()
+            status, answer, headers = post_json(url, _files_request(files[:1]), timeout=10)
+            assert status == 429 and "retry" in answer["error"]
+            assert time.monotonic() - started < 0.3  # refused, not queued
+            assert int(headers["retry-after"]) >= 1
+            assert first.result(timeout=30)[0] == 200
+        assert post_json(url, _files_request(files[:1]))[0] == 200
+
+
+def test_a_request_past_its_deadline_gets_504_and_is_not_computed():
+    # Batches wait 1 s to fill; the deadline is 50 ms.
+    with Server(TINY, "--request-timeout", "0.05", "--max-delay-ms", "1000") as server:
+        url = server.url + "/v2/models/tiny_features/infer"
+        status, answer, _ = post_json(url, _files_request([_encoded(_photo())]))
+        assert status == 504 and "deadline" in answer["error"]
+        time.sleep(1.2)  # the batch it would have joined has run by now
+        assert server.metric("fexport_images_total") == 0
+        assert server.metric("fexport_queue_images") == 0
+        assert get(server.url + "/v2/health/live")[0] == 200
+
+
+@pytest.mark.parametrize("clients", [8])
+def test_sigterm_answers_every_accepted_request_and_exits_0(clients):
+    # Requests wait up to 1 s for their batch: SIGTERM arrives while all of them are queued.
+    server = Server(TINY, "--max-delay-ms", "1000", "--max-batch-size", "64")
+    try:
+        files = [_encoded(_photo(seed)) for seed in range(clients)]
+        expected = FeatureExtractor(TINY).extract(files)
+        url = server.url + "/v2/models/tiny_features/infer"
+        with ThreadPoolExecutor(clients) as pool:
+            answers = [pool.submit(post_json, url, _files_request([f])) for f in files]
+            until = time.monotonic() + 10
+            while server.metric("fexport_queue_images") < clients and time.monotonic() < until:
+                time.sleep(0.02)
+            assert server.metric("fexport_queue_images") == clients
+            assert server.terminate() == 0
+            results = [answer.result(timeout=30) for answer in answers]
+        for (status, answer, _), row in zip(results, expected):
+            assert status == 200
+            assert max_rel(row[None], np.asarray(answer["outputs"][0]["data"],
+                                                  np.float32)[None]) <= SAME_ENGINE_RTOL
+        with pytest.raises(OSError):
+            get(server.url + "/v2/health/live", timeout=2)
+    finally:
+        server.stop()
