@@ -8,6 +8,7 @@ HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "ray", "openvino"
 RUNTIME_PROBE = f"""
 import fexport.runtime, fexport.models, fexport.runtime.files.sinks, fexport.runtime.doctor
 import fexport.runtime.engines.ray_engine
+import fexport.serve.app, fexport.serve.local, fexport.serve.triton, fexport.serve.ray_serve
 import fexport.cli
 from fexport.runtime import FeatureExtractor
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
@@ -28,7 +29,7 @@ def test_import_fexport_and_the_cli_load_no_engine_and_no_tensorflow():
              "api = (fexport.export, fexport.layers, fexport.FeatureExtractor, "
              "fexport.extract_to_file)\n"
              "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
-             f"{(*HEAVY, 'onnxruntime', 'sklearn', 'pyarrow')!r}))\n")
+             f"{(*HEAVY, 'onnxruntime', 'sklearn', 'pyarrow', 'starlette', 'uvicorn')!r}))\n")
     proc = blocking.run_python((), probe)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Annotated, Optional
 
 import typer
@@ -64,15 +65,30 @@ def serve(
     # a drained server exits 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     if engine == "ray":
-        from fexport.serve import ray_serve
-
-        say(f"fexport: serving {', '.join(names)} on Ray Serve at http://{host}:{port}")
-        ray_serve.run(model_files, names, config, options, host=host, port=port,
+        _serve_on_ray(model_files, names, config, options, host=host, port=port,
                       address=address, replicas=replicas)
         return
     models = local.open_models(model_files, names, **options)
     say(f"fexport: serving {', '.join(names)} at http://{host}:{port}", as_json=True)
     local.run(models, config, host, port)
+
+
+def _serve_on_ray(model_files, names, config, options, **where):
+    """Deploy, then wait for SIGTERM or SIGINT, and take the deployment down."""
+    from fexport.serve import ray_serve
+
+    stopped = threading.Event()
+    service = ray_serve.start(model_files, names, config, options, **where)
+    # After ray.init, which installs its own SIGTERM handler (sys.exit(15)): a signal now takes
+    # the deployment down and exits 0.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stopped.set())
+    say(f"fexport: serving {', '.join(names)} on Ray Serve at {service.url}")
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        service.close()
 
 
 def triton(
