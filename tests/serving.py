@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,23 +30,31 @@ def free_port() -> int:
 class Server:
     """`fexport serve MODELS... OPTIONS` on a free port of 127.0.0.1."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, ready_line=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fexport", "serve", *map(str, args), "--host", "127.0.0.1",
              "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env={**os.environ, "FEXPORT_DEBUG": "0"})
-        self._wait_ready()
+        self.lines = []
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._wait_ready(ready_line)
 
-    def _wait_ready(self):
+    def _read_stdout(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def _wait_ready(self, ready_line):
+        """Until /v2/health/ready answers 200 (and `ready_line` is printed, if given)."""
         until = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < until:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the server exited {self.proc.returncode}: "
                                      f"{self.proc.stderr.read()}")
+            printed = ready_line is None or any(ready_line in line for line in self.lines)
             with contextlib.suppress(OSError):
-                if get(self.url + "/v2/health/ready")[0] == 200:
+                if printed and get(self.url + "/v2/health/ready")[0] == 200:
                     return
             time.sleep(0.2)
         self.stop()

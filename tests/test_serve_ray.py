@@ -1,0 +1,72 @@
+"""`fexport serve --engine ray`: the same endpoints as a Ray Serve deployment of two replicas on
+a local Ray cluster (started by the server process, on this machine), batching past Ray Serve's
+default cap of 5 ongoing requests, and SIGTERM taking it down with exit status 0."""
+
+from __future__ import annotations
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+from PIL import Image
+
+from fexport.precision.quality import max_rel
+from fexport.runtime import FeatureExtractor
+from serving import Server, get, post_json
+
+pytest.importorskip("ray.serve")
+
+TINY = Path(__file__).parent / "data" / "tiny_features.onnx"  # (N, 16, 16, 3) -> (N, 4)
+# One engine, one file in every replica: only the batches differ (see test_serve.py).
+SAME_ENGINE_RTOL = 1e-6
+
+
+def _png(seed) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (20, 24, 3)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_ray_serve_replicas_answer_like_the_local_server():
+    server = Server(TINY, "--engine", "ray", "--replicas", "2", "--max-delay-ms", "200",
+                    "--max-batch-size", "64", ready_line="on Ray Serve")
+    try:
+        files = [_png(seed) for seed in range(32)]
+        expected = FeatureExtractor(TINY).extract(files)
+        client = triton_http.InferenceServerClient(server.url.removeprefix("http://"))
+        assert client.is_server_ready() and client.is_model_ready("tiny_features")
+        tensor = triton_http.InferInput("images", [4], "BYTES")
+        tensor.set_data_from_numpy(np.array(files[:4], dtype=object))
+        rows = client.infer("tiny_features", [tensor]).as_numpy("features")
+        assert max_rel(expected[:4], rows) <= SAME_ENGINE_RTOL
+
+        def one(i):
+            status, answer, _ = post_json(server.url + "/v2/models/tiny_features/infer", {
+                "inputs": [{"name": "images", "datatype": "BYTES", "shape": [1],
+                            "data": [base64.b64encode(files[i]).decode()]}]})
+            assert status == 200, answer
+            return max_rel(expected[i:i + 1], np.asarray(answer["outputs"][0]["data"],
+                                                         np.float32)[None])
+
+        with ThreadPoolExecutor(32) as pool:
+            assert max(pool.map(one, range(32))) <= SAME_ENGINE_RTOL
+        text = get(server.url + "/metrics")[1].decode()  # one replica's page
+        batches = _series(text, "fexport_batch_size_count")
+        assert _series(text, "fexport_batch_size_sum") / batches > 1
+        # Some batch held more than 8 images: more than Ray Serve's default cap of 5 requests.
+        assert _series(text, 'fexport_batch_size_bucket{le="8.0"') < batches
+        assert server.terminate(timeout=90) == 0
+    finally:
+        server.stop()
+
+
+def _series(text: str, prefix: str) -> float:
+    """The value of the one series on the metrics page whose line starts with `prefix`."""
+    (value,) = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith(prefix) and not line.startswith("#")]
+    return value
