@@ -3,7 +3,9 @@
 One bounded queue per model, counted in images. An image is counted from the moment its request
 is admitted (before decoding) until its features are computed, so the limit bounds the memory of
 decoding too. A batch runs when `max_batch_size` images are waiting, or when the oldest has
-waited `max_delay`. A request larger than a batch is split across batches; every request gets
+waited `max_delay`, or at once when no other admitted image is on its way (still decoding): a
+lone request then never waits for a batch that nothing could join. Measured with one client on
+ResNet-8 (2 cores), waiting out 5 ms cost 107 against 266 images/s without batching. A request larger than a batch is split across batches; every request gets
 exactly its own rows, in order. Batches run one at a time in the model's own thread: the engine
 already uses every core for one batch, and meanwhile the event loop accepts and decodes the next.
 
@@ -51,6 +53,7 @@ class Batcher:
         self.admitted = 0  # images admitted and not yet computed (or given up)
         self._queue: collections.deque[_Job] = collections.deque()
         self._waiting = 0  # rows in the queue not yet taken
+        self._submitted = 0  # images of submitted requests not yet answered
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -78,21 +81,24 @@ class Batcher:
     async def submit(self, pixels: np.ndarray, deadline: float) -> np.ndarray:
         """The features of `pixels` ((n, H, W, C) float32), row i for image i; DeadlineError
         when they are not computed by `deadline` (a time.perf_counter() value)."""
+        if deadline <= time.perf_counter():  # spent decoding: queue nothing for it
+            raise _past_deadline(len(pixels))
         job = _Job(pixels, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._waiting += job.size
+        self._submitted += job.size
         self._arrived.set()
         try:
             return await asyncio.wait_for(asyncio.shield(job.future),
                                           max(0.0, deadline - time.perf_counter()))
         except asyncio.TimeoutError:
             job.cancelled = True
-            raise DeadlineError(f"the request's {job.size} images waited past its deadline "
-                                "for a batch; the server is overloaded: retry later, or "
-                                "send fewer images at once") from None
+            raise _past_deadline(job.size) from None
         except asyncio.CancelledError:  # the client went away: compute nothing more for it
             job.cancelled = True
             raise
+        finally:
+            self._submitted -= job.size
 
     async def stop(self) -> None:
         """Finish every queued request, then stop."""
@@ -124,10 +130,11 @@ class Batcher:
         return self._queue[0] if self._queue else None
 
     async def _wait_to_fill(self) -> None:
-        """Until a full batch waits or the oldest job has waited max_delay."""
+        """Until a full batch waits, the oldest job has waited max_delay, or no admitted image
+        is still on its way to the queue."""
         head = self._live_head()
         until = head.arrived + self.max_delay if head else 0.0
-        while self._waiting < self.max_batch_size:
+        while self._waiting < self.max_batch_size and self.admitted > self._submitted:
             remaining = until - time.perf_counter()
             if remaining <= 0:
                 return
@@ -163,6 +170,11 @@ class Batcher:
             return
         self._observer.batch(len(pixels), time.perf_counter() - started)
         _scatter(parts, features)
+
+
+def _past_deadline(images: int) -> DeadlineError:
+    return DeadlineError(f"the request's {images} images were not computed by its deadline; "
+                         "the server is overloaded: retry later, or send fewer images at once")
 
 
 def _gather(parts) -> np.ndarray:

@@ -78,6 +78,20 @@ def test_concurrent_requests_share_batches():
     assert len(record.sizes) < 16 and max(record.sizes) == 8
 
 
+def test_a_lone_request_does_not_wait_for_a_batch_nothing_can_join():
+    async def scenario():
+        batcher = Batcher(features, ThreadPoolExecutor(1), max_batch_size=8, max_delay=5,
+                          max_queue=100, observer=Record())
+        batcher.start()
+        started = time.perf_counter()
+        with batcher.admit(1):
+            await batcher.submit(images(0, 1), started + 10)
+        await batcher.stop()
+        return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 1  # not the 5 s max_delay
+
+
 def test_a_full_queue_refuses_and_a_request_over_the_queue_is_too_large():
     async def scenario():
         batcher = Batcher(features, ThreadPoolExecutor(1), max_batch_size=4, max_delay=0,
@@ -102,8 +116,9 @@ def test_a_request_past_its_deadline_is_not_computed():
         batcher = Batcher(features, ThreadPoolExecutor(1), max_batch_size=8, max_delay=0.3,
                           max_queue=100, observer=record)
         batcher.start()
-        with pytest.raises(DeadlineError, match="deadline"):
-            await batcher.submit(images(0, 2), time.perf_counter() + 0.02)
+        with batcher.admit(3):  # one admitted image is still on its way: the batch waits
+            with pytest.raises(DeadlineError, match="deadline"):
+                await batcher.submit(images(0, 2), time.perf_counter() + 0.02)
         rows = await batcher.submit(images(5, 1), time.perf_counter() + 5)
         await batcher.stop()
         return rows, record
