@@ -6,8 +6,9 @@ decoding too. A batch runs when `max_batch_size` images are waiting, or when the
 waited `max_delay`, or at once when no other admitted image is on its way (still decoding): a
 lone request then never waits for a batch that nothing could join (measured with one client on
 ResNet-8 on 2 cores: waiting out 5 ms gave 107 images/s, not waiting 264). A request larger
-than a batch is split across batches; every request gets exactly its own rows, in order. Batches run one at a time in the model's own thread: the engine
-already uses every core for one batch, and meanwhile the event loop accepts and decodes the next.
+than a batch is split across batches; every request gets exactly its own rows, in order.
+Batches run one at a time in the model's own thread: the engine already uses every core for one
+batch, and meanwhile the event loop accepts and decodes the next.
 
 A request that waits past its deadline is dropped from the queue (its rows not yet taken are
 never computed) and answered 504 by the caller.
