@@ -157,7 +157,7 @@ def verify(
     report: Annotated[Optional[str], typer.Option(help="Write the JSON report here.")] = None,
     unsafe: Unsafe = False,
 ):
-    """Compare an exported model with Keras again, rebuilding the Keras side from its metadata."""
+    """Compare an exported model with Keras again, rebuilt from the file's contract."""
     from fexport.errors import VerificationError
     from fexport.exporter.export import verify_file
 

@@ -63,8 +63,10 @@ def extract(
     num_workers: Annotated[int, typer.Option(min=1, help="Ray actors, one model each.")] = 1,
     num_gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor.")] = 0,
 ):
-    """Extract features from images into one file, row i for image i; crash-safe, resumable.
-    With --engine ray, into a folder of Parquet shards, on a Ray cluster."""
+    """Extract features from images into one file, row i for image i.
+
+    Crash-safe and resumable. With --engine ray, into a folder of Parquet shards, on a Ray
+    cluster."""
     from fexport.runtime.engines import checked_run
     from fexport.runtime.files.inputs import expand
 
@@ -163,8 +165,11 @@ def info(
 
 
 def doctor(as_json: Json = False):
-    """Extras installed and missing, onnxruntime's providers, CUDA libraries and where they
-    load from, CPU cores, package versions. Works without any extra."""
+    """Show what this install can do: extras, providers, CUDA libraries, CPU, versions.
+
+    Lists the extras installed and missing, onnxruntime's providers, the CUDA libraries and
+    where they load from, the CPU's cores and flags, and package versions. Works without any
+    extra."""
     from fexport.extras import install_command
     from fexport.runtime import doctor as checks
 

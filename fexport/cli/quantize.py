@@ -60,8 +60,9 @@ def convert(
     min_cosine: MinCosine = DEFAULT_MIN_COSINE,
     overwrite: ReplaceOutputs = False,
 ):
-    """A float16 (GPU) or bf16 (CPU) variant, judged against float32 on real images; float32
-    inputs and outputs either way."""
+    """Make a float16 (GPU) or bf16 (CPU) variant, judged against float32 on real images.
+
+    The variant takes and gives float32 either way."""
     from fexport.errors import UsageError
 
     if fp16 == bf16:
@@ -93,9 +94,11 @@ def optimize(
     as_json: Json = False,
     overwrite: ReplaceOutputs = False,
 ):
-    """Build every variant this host can run (float32 per backend, bf16, INT8 per calibration
-    method, INT8 with sensitive nodes in float), judge each on images the calibration did not
-    see, time each, and write the fastest that passes."""
+    """Write the fastest variant this host runs that keeps the features.
+
+    Builds every variant this host can run (float32 per backend, bf16, INT8 per calibration
+    method, INT8 with sensitive nodes in float), judges each on images the calibration did not
+    see, times each, and writes the fastest that passes."""
     import tempfile
 
     from fexport.precision.quantize import derived_path

@@ -65,3 +65,15 @@ def test_errors_are_one_line_with_their_exit_status(tmp_path):
         usage.stderr
     unknown_option = fexport("info", "--no-such-option")
     assert unknown_option.returncode == 2
+
+
+def test_every_command_summary_is_one_line_that_fits_the_list():
+    """The first paragraph of each command's docstring is what `fexport --help` lists: one
+    sentence on one line, so the list never breaks it mid-sentence."""
+    from fexport.cli import app
+
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        summary = (command.callback.__doc__ or "").strip().split("\n\n")[0]
+        assert summary and "\n" not in summary, (name, summary)
+        assert len(summary) <= 88 and summary.endswith("."), (name, summary)
