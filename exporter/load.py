@@ -11,13 +11,14 @@ import importlib
 import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fexport import models as registry
-from fexport.errors import ModelLoadError, UsageError, WeightsUnavailableError
+from fexport.errors import ModelLoadError, UsageError, WeightsUnavailableError, whole_sentences
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
@@ -137,8 +138,9 @@ def _weights_error(spec, weights, exc):
             f"Keras looked for them in {cached}. Copy that file there, or pass --weights none "
             "(random init) or --weights PATH.")
     if isinstance(exc, ValueError):
-        return UsageError(f"Keras cannot build {spec.name} this way: {text.splitlines()[0]}")
-    return ModelLoadError(f"building {spec.name} failed: {type(exc).__name__}: {text[:300]}")
+        return UsageError(f"Keras cannot build {spec.name} this way: {whole_sentences(text)}")
+    return ModelLoadError(f"building {spec.name} failed: {type(exc).__name__}: "
+                          f"{whole_sentences(text)}")
 
 
 def is_live_model(source) -> bool:
@@ -167,7 +169,7 @@ def load_file(path, unsafe=False):
         try:
             return loader(path, unsafe), Source(path, "file", "file", None, True, name)
         except Exception as exc:  # each loader fails in its own way; we report them all
-            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            failures.append(f"{name}: {type(exc).__name__}: {whole_sentences(str(exc))}"
                             if str(exc) else f"{name}: {type(exc).__name__}")
     raise ModelLoadError(f"cannot load {path}; tried " + "; ".join(failures) +
                          ". Expected a Keras .keras file, a Keras 2/tf.keras .h5 file or a "
@@ -195,14 +197,27 @@ def _tf_keras_load(path, unsafe):
 
 
 def _refuse_lambda(path, unsafe):
-    """tf_keras runs a Lambda's marshalled bytecode from .h5 without asking; we ask first."""
-    if unsafe or not (path.endswith((".h5", ".hdf5")) and os.path.isfile(path)):
+    """A Lambda layer runs the file's Python code: tf_keras runs an .h5's marshalled bytecode
+    without asking, and Keras's own refusal of a .keras file is a paragraph that does not name
+    --unsafe. We ask first, in one line, for both."""
+    if unsafe or not os.path.isfile(path):
         return
-    config = _h5_model_config(path)
+    config = _h5_model_config(path) if path.endswith((".h5", ".hdf5")) else \
+        _keras_zip_config(path) if path.endswith(".keras") else None
     if config and '"class_name": "Lambda"' in config.replace("'", '"'):
         raise ModelLoadError(
             f"{path} contains a Lambda layer, whose Python code fexport does not run by "
             "default (Keras safe mode). If you trust the file, pass --unsafe.")
+
+
+def _keras_zip_config(path) -> str | None:
+    """config.json of a .keras file (a zip archive), or None when it has none: the loader then
+    says what is wrong with the file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.dumps(json.loads(archive.read("config.json")))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return None
 
 
 def _h5_model_config(path) -> str | None:

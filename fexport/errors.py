@@ -9,6 +9,19 @@ from __future__ import annotations
 from fexport.reports import QualityReport, VerificationReport
 
 
+def whole_sentences(text: str, limit: int = 400) -> str:
+    """A library's message on one line, shortened only after a whole sentence, never in the
+    middle of one (its last words are often the fix). Without a sentence end before `limit`,
+    a pathological message is kept up to ten times that."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    end = line.rfind(". ", 0, limit)
+    if end >= 0:
+        return line[:end + 1] + " [...]"
+    return line if len(line) <= 10 * limit else line[:10 * limit] + " [...]"
+
+
 class FexportError(Exception):
     """Base class: an error whose message is meant for the user as it is."""
 

@@ -13,7 +13,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
-from fexport.errors import FexportError
+from fexport.errors import FexportError, whole_sentences
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def require(module, purpose):
         if missing is None:
             raise  # not one of ours: its own error says more
         broken = None if isinstance(exc, ModuleNotFoundError) and not installed(missing) \
-            else " ".join(str(exc).split())[:200]
+            else whole_sentences(str(exc))
         raise MissingDependencyError(missing, purpose, PROVIDED_BY[missing], broken) from exc
 
 

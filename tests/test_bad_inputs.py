@@ -261,18 +261,33 @@ def lambda_h5(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def lambda_keras(tmp_path_factory):
+    """The same model saved by Keras 3 as .keras: Keras's own refusal is a paragraph."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((8, 8, 3)),
+                              keras.layers.Lambda(lambda t: t * 2.0, name="double"),
+                              keras.layers.Conv2D(2, 3, name="conv")])
+    path = tmp_path_factory.mktemp("lambda_keras") / "lambda.keras"
+    model.save(path)
+    return path
+
+
 def _truncated(source: Path, folder: Path) -> Path:
     path = folder / f"truncated{source.suffix}"
     path.write_bytes(source.read_bytes()[:source.stat().st_size // 2])
     return path
 
 
-@pytest.mark.parametrize("case", ["truncated .keras", "truncated .h5", "lambda"])
-def test_model_files_the_exporter_cannot_take_are_one_line(tmp_path, case, lambda_h5):
+@pytest.mark.parametrize("case", ["truncated .keras", "truncated .h5", "lambda", "lambda .keras"])
+def test_model_files_the_exporter_cannot_take_are_one_line(tmp_path, case, lambda_h5,
+                                                           lambda_keras):
     model, words = {
         "truncated .keras": (_truncated(MNIST_CNN, tmp_path), "truncated.keras; tried keras"),
         "truncated .h5": (_truncated(RESNET8, tmp_path), "the file may be truncated"),
         "lambda": (lambda_h5, "--unsafe"),
+        "lambda .keras": (lambda_keras, "contains a Lambda layer"),
     }[case]
     proc = run_cli("export", model, "-o", tmp_path / "x.onnx", check=False)
     assert proc.returncode == 1 and words in error_line(proc)
@@ -319,3 +334,9 @@ def test_file_names_of_any_bytes_are_written_not_fatal(resnet8_onnx, odd_names, 
 def test_odd_file_names_through_the_cli(resnet8_onnx, odd_names, tmp_path):
     proc = run_cli("extract", resnet8_onnx, odd_names, "-o", tmp_path / "f.npy")
     assert "extracted 2 of 3 images" in proc.stdout and proc.stderr.count("skipped") == 1
+
+
+def test_a_trusted_keras_lambda_file_exports_with_unsafe(tmp_path, lambda_keras):
+    proc = run_cli("export", lambda_keras, "-o", tmp_path / "x.onnx", "--unsafe", "--head",
+                   "flatten")
+    assert "verification passed" in proc.stdout

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from fexport.errors import DeviceError, FexportError, ModelNotFoundError
+from fexport.errors import DeviceError, FexportError, ModelNotFoundError, whole_sentences
 from fexport.extras import require
 
 from .base import Backend, Ran, TensorInfo
@@ -93,9 +93,10 @@ def _create(ort, path, options, providers):
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        raise FexportError(f"{path}: onnxruntime cannot load it as an ONNX model "
-                           f"({str(exc).splitlines()[0][:300]}). Re-export it with fexport, "
-                           "or check that the file is complete.") from exc
+        reason = whole_sentences(str(exc).splitlines()[0])
+        raise FexportError(f"{path}: onnxruntime cannot load it as an ONNX model ({reason}). "
+                           "Re-export it with fexport, or check that the file is "
+                           "complete.") from exc
 
 
 def check_model_file(path) -> None:

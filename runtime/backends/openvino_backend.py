@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from fexport.errors import DeviceError, FexportError
+from fexport.errors import DeviceError, FexportError, whole_sentences
 from fexport.extras import require
 
 from .base import Backend, Ran, TensorInfo
@@ -54,7 +54,7 @@ def _compile(ov, path, threads, precision):
         return core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as exc:  # OpenVINO raises its own untyped errors for files it cannot read
         raise FexportError(f"{path}: OpenVINO cannot compile it for the CPU "
-                           f"({str(exc).strip().splitlines()[0][:300]}); use "
+                           f"({whole_sentences(str(exc).strip().splitlines()[0])}); use "
                            "backend='onnxruntime'") from exc
 
 

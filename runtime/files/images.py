@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from fexport.errors import ImageError, UsageError
+from fexport.errors import ImageError, UsageError, whole_sentences
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".jfif")
@@ -171,7 +171,7 @@ def _decode(source, name, size) -> Image.Image:
 
 def _reason(exc) -> str:
     """Pillow's own words, on one line and of bounded length, for a one-line answer."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return f"{type(exc).__name__}: {whole_sentences(str(exc))}"
 
 
 def _convert(image: Image.Image, options: LoadOptions) -> Image.Image:

@@ -34,3 +34,15 @@ def test_a_verification_error_carries_its_report():
 def test_a_missing_dependency_is_both_a_fexport_and_an_import_error():
     assert issubclass(MissingDependencyError, errors.FexportError)
     assert issubclass(MissingDependencyError, ImportError)
+
+
+def test_whole_sentences_never_cuts_a_sentence():
+    from fexport.errors import whole_sentences
+
+    first = "This carries a potential risk of arbitrary code execution. "
+    text = first * 3 + "If you trust the source, pass safe_mode=False to load it anyway."
+    short = whole_sentences(text, limit=150)
+    assert short.endswith(". [...]") and len(short) < len(text)
+    assert short[:-len(" [...]")] in " ".join(text.split())
+    assert whole_sentences("two\n  lines") == "two lines"
+    assert whole_sentences("x" * 5000, limit=100) == "x" * 1000 + " [...]"
