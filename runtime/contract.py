@@ -23,7 +23,7 @@ from fexport.errors import ContractError, FexportError, UsageError
 from fexport.models import preprocessing
 from fexport.reports import QualityReport, VerificationReport
 
-from . import backends
+from . import backends, contract_fields
 from .files import atomic, images
 
 METADATA_KEY = "fexport.contract"
@@ -99,11 +99,13 @@ class Contract:
             for name, report_class in _REPORTS.items():
                 if data.get(name) is not None:
                     data[name] = report_class.from_dict(data[name])
-            return cls(**data)
-        except (ValueError, TypeError, KeyError) as exc:
+            contract = cls(**data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ContractError(
                 f"the model's fexport metadata is not a valid contract ({exc}). Re-export the "
                 "model, or pass the input size yourself to use it as a plain ONNX file.") from exc
+        contract_fields.check(contract)
+        return contract
 
 
 # The contract's fields that hold a typed report, and the report's class.

@@ -3,6 +3,8 @@ one inferred for a file made elsewhere; pixels turned into the input the contrac
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -15,7 +17,7 @@ from fexport.models import preprocessing
 from fexport.runtime import contract as contracts
 from fexport.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fexport.runtime.contract import Contract, InputSpec
-from unit.conftest import encode_varint, metadata_entry
+from unit.conftest import TINY, encode_varint, metadata_entry
 
 
 def test_the_tiny_models_contract_is_read_from_its_bytes(tiny_model):
@@ -140,3 +142,37 @@ def test_uint8_inputs_are_rounded_and_clipped_and_nchw_is_transposed(tiny_script
     assert out.dtype == np.uint8 and out.shape == (1, 3, 1, 2)
     # np.rint rounds halves to even: 254.5 -> 254.
     np.testing.assert_array_equal(out[0, :, 0, :], [[0, 254], [0, 255], [1, 255]])
+
+
+# Values no field of a contract may hold, whatever its type: each is refused by name.
+WRONG = [["a", "list"], {"an": "object"}, -3, 2.5, "not-a-choice", True]
+FIELD_NAMES = sorted(contracts.contract_fields.FIELDS)
+INPUT_NAMES = sorted(contracts.contract_fields.INPUT_FIELDS)
+
+
+def _is_valid(fields, name, value) -> bool:
+    return contracts.contract_fields._safe(fields[name][0], value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.tuples(st.just(""), st.sampled_from(FIELD_NAMES)),
+                 st.tuples(st.just("input."), st.sampled_from(INPUT_NAMES))),
+       st.sampled_from(WRONG + [None]))
+def test_a_contract_field_of_the_wrong_type_or_value_is_refused_by_name(field, value):
+    prefix, name = field
+    fields = contracts.contract_fields.INPUT_FIELDS if prefix else contracts.contract_fields.FIELDS
+    if _is_valid(fields, name, value):
+        return  # e.g. None where null is allowed: nothing to refuse
+    data = json.loads(contracts.stored_contract(TINY).to_json())
+    (data["input"] if prefix else data)[name] = value
+    with pytest.raises(ContractError, match=f"{prefix}{name} = "):
+        Contract.from_json(json.dumps(data))
+
+
+def test_the_cli_refuses_a_contract_with_lists_for_fields(tiny_variant):
+    path = tiny_variant(feature_dim=[4], backend=["openvino"], flatten_order=["nhwc"])
+    for command in (["info", path], ["extract", path, path, "-o", path.with_suffix(".npy")]):
+        proc = subprocess.run([sys.executable, "-m", "fexport", *map(str, command)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert "fexport contract has" in proc.stderr and "re-export" in proc.stderr
