@@ -19,8 +19,7 @@ import numpy as np
 
 from fexport import models as registry
 from fexport.errors import ModelLoadError, UsageError, WeightsUnavailableError, whole_sentences
-
-KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+from fexport.models.weights import keras_cache
 
 
 @dataclass
@@ -132,7 +131,7 @@ def _weights_error(spec, weights, exc):
     text = str(exc)
     url = re.search(r"https?://\S+?\.h5", text)
     if weights == "imagenet" and url:
-        cached = KERAS_CACHE / url.group(0).rsplit("/", 1)[-1]
+        cached = keras_cache() / url.group(0).rsplit("/", 1)[-1]
         return WeightsUnavailableError(
             f"cannot download the imagenet weights of {spec.name} ({text.split(' -- ')[-1]}); "
             f"Keras looked for them in {cached}. Copy that file there, or pass --weights none "

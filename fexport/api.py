@@ -27,6 +27,10 @@ def export(model, layer=None, *, head=None, output=None, verify_images=None, **o
 
     Returns an ExportResult (written paths, contract, verification report; `to_dict()` for
     JSON). Raises VerificationError when the ONNX model differs from Keras."""
+    from fexport.models.weights import check_download_possible
+
+    weights = options.get("weights")  # None: the default, imagenet
+    check_download_possible(model, "imagenet" if weights is None else weights)  # before TF
     from fexport.exporter import export as run_export
 
     chosen = dict(options, head=head, output=None if output is None else str(output))

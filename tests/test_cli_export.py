@@ -70,7 +70,7 @@ ERRORS = {
     "bad head": (["export", str(MNIST_CNN), "--head", "mean", "-o", "x.onnx"], 2,
                  "expected one of flatten, avg, max, none"),
     "no output": (["export", str(MNIST_CNN)], 2, "nothing to write"),
-    "imagenet offline": (["vgg16", "-o", "x.onnx"], 1, ".keras/models/vgg16_weights"),
+    "imagenet offline": (["vgg16", "-o", "x.onnx"], 1, ".keras/models, or pass --weights none"),
     "caffe on grayscale": (["export", str(MNIST_CNN), "--preprocess", "caffe", "-o", "x.onnx"],
                            2, "needs 3 (RGB) channels"),
 }
@@ -104,3 +104,21 @@ def test_debug_env_shows_the_traceback(tmp_path):
     proc = run_cli("resnet5", "-o", tmp_path / "x.onnx", check=False,
                    env={"FEXPORT_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_imagenet_weights_without_network_are_refused_before_tensorflow(tmp_path):
+    """Where the weights' host does not resolve (this sandbox, CI), the refusal comes from the
+    check before TensorFlow loads: its own words, not Keras's download error."""
+    import socket
+
+    from fexport.models.weights import WEIGHTS_HOST
+
+    try:
+        socket.getaddrinfo(WEIGHTS_HOST, 443)
+        pytest.skip(f"{WEIGHTS_HOST} resolves here: the network is there")
+    except socket.gaierror:
+        pass
+    proc = run_cli("vgg16", "-o", tmp_path / "x.onnx", check=False,
+                   env={"KERAS_HOME": str(tmp_path / "keras")})
+    assert proc.returncode == 1
+    assert "does not resolve" in error_line(proc) and "--weights none" in error_line(proc)
