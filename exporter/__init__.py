@@ -10,6 +10,11 @@ from fexport.extras import require
 
 # TensorFlow's C++ logs (CUDA probing, oneDNN notices) would bury fexport's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; without it
+# (an AVX2-only AMD EPYC, measured) Conv2D has no channels-first kernel on the CPU, and every
+# channels-first model fails to run in Keras ("only supports the NHWC tensor format"). Asking
+# for oneDNN makes it run on any x86 CPU. It takes effect only before TensorFlow is imported.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 @contextlib.contextmanager

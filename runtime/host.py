@@ -48,6 +48,13 @@ def has_amx_int8() -> bool:
     return "amx_int8" in cpu_flags()
 
 
+def int8_dot_products() -> bool:
+    """INT8 dot products without 16-bit saturation (VNNI or AMX). Without them (AVX2 alone, or
+    AVX-512 without VNNI) x86 INT8 kernels add pairs of u8 x s8 products into int16, which
+    saturates on full 8-bit weights."""
+    return any(flag in cpu_flags() for flag in INT8_FLAGS)
+
+
 def fast_int8() -> bool:
     """INT8 dot products in hardware that OpenVINO's kernels use: AMX or AVX-512 VNNI."""
     return bool(cpu_flags() & {"amx_int8", "avx512_vnni"})

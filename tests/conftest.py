@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# As fexport.exporter asks (see there): some tests build channels-first Keras models before
+# anything imports the exporter, and without oneDNN an AVX2-only CPU cannot run them.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 MINI_XCEPTION = DATA / "oarriaga_fer2013_mini_XCEPTION.102-0.66.hdf5"
