@@ -174,7 +174,10 @@ class Server:
 
         async def answer():
             model = self._model(name)
-            return self._json({"name": name, "ready": model.ready}, 200 if model.ready else 503)
+            answer = {"name": name, "ready": model.ready}
+            if model.failure:
+                answer["error"] = model.failure
+            return self._json(answer, 200 if model.ready else 503)
 
         return await self._answer(request, "ready", name, answer)
 

@@ -36,6 +36,7 @@ class ModelService:
                                max_batch_size=config.max_batch_size, max_delay=config.max_delay,
                                max_queue=config.max_queue, observer=observer)
         self.ready = False
+        self.failure: str | None = None  # why the model is not ready, once that is known
 
     @property
     def spec(self):
@@ -52,8 +53,12 @@ class ModelService:
         spec = self.spec
         zeros = np.zeros((self.config.max_batch_size, spec.height, spec.width, spec.channels),
                          np.float32)
-        await asyncio.get_running_loop().run_in_executor(self._compute, self.extractor.predict,
-                                                         zeros)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._compute,
+                                                             self.extractor.predict, zeros)
+        except Exception as exc:  # the model stays not ready, and says why
+            self.failure = f"the warm-up batch failed: {type(exc).__name__}: {exc}"
+            return
         self.ready = True
 
     async def stop(self) -> None:
