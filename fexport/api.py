@@ -27,10 +27,12 @@ def export(model, layer=None, *, head=None, output=None, verify_images=None, **o
 
     Returns an ExportResult (written paths, contract, verification report; `to_dict()` for
     JSON). Raises VerificationError when the ONNX model differs from Keras."""
+    from fexport.extras import installed
     from fexport.models.weights import check_download_possible
 
-    weights = options.get("weights")  # None: the default, imagenet
-    check_download_possible(model, "imagenet" if weights is None else weights)  # before TF
+    if installed("tensorflow"):  # else the missing export extra is the first thing to say
+        weights = options.get("weights")  # None: the default, imagenet
+        check_download_possible(model, "imagenet" if weights is None else weights)
     from fexport.exporter import export as run_export
 
     chosen = dict(options, head=head, output=None if output is None else str(output))

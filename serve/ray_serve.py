@@ -22,9 +22,6 @@ from . import local
 from .config import ServeConfig
 
 APP_NAME = "fexport"
-# Requests waiting at the proxy for a replica, per replica, past which Serve answers 503: a few
-# requests, since each replica's own queue already holds max_queue images.
-PROXY_QUEUE_PER_REPLICA = 8
 
 
 class FeatureService:
@@ -46,7 +43,11 @@ def deployment(model_files, names, config: ServeConfig, options: dict, replicas=
     cpus = int(options.get("threads") or 1)  # one onnxruntime thread per reserved CPU
     service = serve.deployment(
         name="FeatureService", num_replicas=replicas, max_ongoing_requests=config.max_queue,
-        max_queued_requests=PROXY_QUEUE_PER_REPLICA * replicas,
+        # Requests waiting at the proxy for a replica: as many as the replicas' own queues can
+        # hold (a request has at least one image), so that fexport's queue answers 429 first;
+        # past it, Serve answers 503. With 8 a replica, a loaded 2-core CI machine got 503s for
+        # 32 concurrent clients while the replicas had room.
+        max_queued_requests=config.max_queue * replicas,
         ray_actor_options={"num_cpus": cpus})(serve.ingress()(FeatureService))
     return service.bind(list(map(str, model_files)), names, config, options)
 

@@ -105,4 +105,7 @@ def post_json(url, value, timeout=60):
     """(status, decoded JSON, headers) of a JSON POST."""
     status, body, headers = request("POST", url, json.dumps(value).encode(),
                                     {"content-type": "application/json"}, timeout)
-    return status, json.loads(body), headers
+    try:
+        return status, json.loads(body), headers
+    except ValueError:  # not fexport's answer (a proxy's plain text): shown as it came
+        return status, {"not_json": body.decode(errors="replace")}, headers

@@ -25,10 +25,13 @@ TINY = Path(__file__).parent / "data" / "tiny_features.onnx"  # (N, 16, 16, 3) -
 SAME_ENGINE_RTOL = 1e-6
 
 
-def _png(seed) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (20, 24, 3)).astype(np.uint8)
+def _jpeg(seed) -> bytes:
+    """A 1600x1200 photo-sized JPEG: a few milliseconds to decode, so a replica's concurrent
+    requests are still decoding when its batch forms, and wait for each other."""
+    ramp = np.linspace(0, 255, 1600, dtype=np.float32)
+    shade = np.random.default_rng(seed).integers(0, 64, (1200, 1, 3))
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
+    Image.fromarray((ramp[None, :, None] * 0.75 + shade).astype(np.uint8)).save(buffer, "JPEG")
     return buffer.getvalue()
 
 
@@ -36,7 +39,7 @@ def test_ray_serve_replicas_answer_like_the_local_server():
     server = Server(TINY, "--engine", "ray", "--replicas", "2", "--max-delay-ms", "200",
                     "--max-batch-size", "64", ready_line="on Ray Serve")
     try:
-        files = [_png(seed) for seed in range(32)]
+        files = [_jpeg(seed) for seed in range(32)]
         expected = FeatureExtractor(TINY).extract(files)
         client = triton_http.InferenceServerClient(server.url.removeprefix("http://"))
         assert client.is_server_ready() and client.is_model_ready("tiny_features")
