@@ -163,19 +163,19 @@ def main(argv=None) -> int:
               "result; rerun on a quiet machine", file=sys.stderr)
         return 1
     data["quiet"] = data["load_before"] <= MAX_LOAD
-    for path in write(data, Path(args.results), serve_report.markdown):
+    for path in write(data, Path(args.results)):
         print(path)
     return 0
 
 
-def write(data, results: Path, markdown) -> list[Path]:
+def write(data, results: Path) -> list[Path]:
     machine = data["machine"]
     cpu = "-".join(machine["cpu"].split()[:2]).lower()
     stem = f"serve-{cpu}-{machine['cores']}cores-ort{machine['onnxruntime']}"
     results.mkdir(parents=True, exist_ok=True)
     json_file, md = results / f"{stem}.json", results / f"{stem}.md"
     atomic.write_bytes(json_file, json.dumps(data, indent=1).encode())
-    atomic.write_bytes(md, markdown(data).encode())
+    atomic.write_bytes(md, serve_report.markdown(data).encode())
     return [json_file, md]
 
 

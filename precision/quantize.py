@@ -264,7 +264,6 @@ def labels_for(paths) -> list | None:
     return labels if len(set(labels)) >= 2 and enough else None
 
 
-
 def _weight_type(q):
     """Signed INT8 weights where the CPU has VNNI or AMX; unsigned elsewhere. Without VNNI,
     ONNX Runtime's u8 x s8 kernels add pairs of products into int16, which saturates

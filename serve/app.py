@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from fexport.errors import (
     UsageError,
 )
 from fexport.extras import require
+from fexport.runtime import decoding
 
 from . import embeddings, protocol
 from .config import ServeConfig
@@ -71,8 +71,7 @@ class Server:
         from starlette.responses import Response
 
         self._response, self.config, self.metrics = Response, config, ServeMetrics()
-        self.decoder = ThreadPoolExecutor(config.decode_workers,
-                                          thread_name_prefix="fexport-decode")
+        self.decoder = decoding.thread_pool(config.decode_workers)  # the extractor's own
         self.models = {name: ModelService(name, extractor, config, self.decoder,
                                           self.metrics.for_model(name))
                        for name, extractor in models.items()}

@@ -13,6 +13,7 @@ The proxy listens on `host` (127.0.0.1 by default); Ray's own processes bind as 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from fexport.extras import require
@@ -39,7 +40,7 @@ class FeatureService:
 
 def deployment(model_files, names, config: ServeConfig, options: dict, replicas=1):
     """The bound Ray Serve application, ready for serve.run."""
-    serve = require("ray.serve", "fexport serve --engine ray (Ray Serve)")
+    serve = _serve()
     cpus = int(options.get("threads") or 1)  # one onnxruntime thread per reserved CPU
     service = serve.deployment(
         name="FeatureService", num_replicas=replicas, max_ongoing_requests=config.max_queue,
@@ -54,17 +55,13 @@ def deployment(model_files, names, config: ServeConfig, options: dict, replicas=
 
 @dataclass
 class RayService:
-    """A running deployment; `close()` deletes it and disconnects from Ray."""
+    """A running deployment; `close()` takes it down and disconnects from Ray."""
 
     url: str
-    _session: object
+    _resources: contextlib.ExitStack
 
     def close(self) -> None:
-        serve = require("ray.serve", "fexport serve --engine ray (Ray Serve)")
-        try:
-            serve.shutdown()
-        finally:
-            self._session.__exit__(None, None, None)
+        self._resources.close()
 
 
 def start(model_files, names, config: ServeConfig | None = None, options=None, *,
@@ -72,14 +69,15 @@ def start(model_files, names, config: ServeConfig | None = None, options=None, *
     """Deploy on the Ray cluster at `address` (None: $RAY_ADDRESS or a local one); returns once
     every replica is up."""
     config, options = config or ServeConfig(), options or {}
-    session = ray_engine.session(address)
-    session.__enter__()
-    try:
-        serve = require("ray.serve", "fexport serve --engine ray (Ray Serve)")
+    with contextlib.ExitStack() as resources:
+        resources.enter_context(ray_engine.session(address))
+        serve = _serve()
         serve.start(http_options={"host": host, "port": port})
+        resources.callback(serve.shutdown)  # runs before the session ends
         serve.run(deployment(model_files, names, config, options, replicas), name=APP_NAME,
                   route_prefix="/", blocking=False)
-    except BaseException:
-        session.__exit__(None, None, None)
-        raise
-    return RayService(f"http://{host}:{port}", session)
+        return RayService(f"http://{host}:{port}", resources.pop_all())
+
+
+def _serve():
+    return require("ray.serve", "fexport serve --engine ray (Ray Serve)")
