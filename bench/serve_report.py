@@ -6,7 +6,9 @@ GOAL_CLIENTS = 32
 # Served throughput with batching, against in-process extract at batch 32, for a model whose
 # compute dominates (ResNet50): what HTTP, decoding in the server and batching may cost.
 SERVED_VS_IN_PROCESS = 0.8
-# Batching on against off for a small model, where the cost per call weighs most.
+# Batching on against off for a small model, where the cost per call weighs most. For pixel
+# requests the server's HTTP work is the same batched or not, so batching saves engine calls
+# only, and in-process extract at batch 32 against batch 1 bounds the gain: the report gives it.
 BATCHING_GAIN = 2.0
 
 
@@ -51,7 +53,9 @@ def goals(data) -> list[str]:
         for inputs in ("jpeg", "pixels"):
             vs_local = served[(inputs, "on")] / local[(inputs, 32)]
             gain = served[(inputs, "on")] / served[(inputs, "off")]
+            ceiling = local[(inputs, 32)] / local[(inputs, 1)]
             found.append(f"{model['model']}, {inputs}: served {vs_local:.2f}x in-process "
                          f"batch 32 (goal {SERVED_VS_IN_PROCESS}x for ResNet50); batching on "
-                         f"{gain:.2f}x off (goal {BATCHING_GAIN}x for the small model)")
+                         f"{gain:.2f}x off (goal {BATCHING_GAIN}x for the small model; "
+                         f"in-process, batch 32 ran {ceiling:.2f}x batch 1)")
     return found
