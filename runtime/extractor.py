@@ -46,19 +46,23 @@ class FeatureExtractor:
 
     Images decode ahead of inference in `workers` threads, or with `decode="processes"` in as
     many processes, which keep decoding past the GIL on many-core hosts feeding a GPU (see
-    fexport.runtime.decoding); `close()` ends the processes.
+    fexport.runtime.decoding); `close()` ends the processes. `decode_quality="fast"` decodes
+    JPEGs at reduced size before the resize (fexport.runtime.files.images, DECODE_QUALITIES):
+    faster on large photos, no longer Keras-exact; `fexport verify-decode`
+    measures the difference on one's own images. The default, "exact", is Keras's loading.
     """
 
     def __init__(self, path, device="auto", threads=None, *, backend="auto", precision="auto",
                  input_size=None, resample="nearest", keep_aspect=False, exif=False, workers=4,
-                 decode="threads"):
+                 decode="threads", decode_quality="exact"):
         self._settings = dict(path=str(path), device=device, threads=threads, backend=backend,
                               precision=precision, input_size=input_size, resample=resample,
-                              keep_aspect=keep_aspect, exif=exif, workers=workers, decode=decode)
+                              keep_aspect=keep_aspect, exif=exif, workers=workers, decode=decode,
+                              decode_quality=decode_quality)
         self._open(**self._settings)
 
     def _open(self, path, device, threads, backend, precision, input_size, resample,
-              keep_aspect, exif, workers, decode):
+              keep_aspect, exif, workers, decode, decode_quality="exact"):
         decoding.check_decoder(decode)
         self.path, self.workers = path, max(1, int(workers))
         self._processes = decoding.ProcessDecoder(self.workers) if decode == "processes" \
@@ -68,7 +72,7 @@ class FeatureExtractor:
         self.contract = stored or infer_contract(self.engine, path, input_size)
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
-                                               keep_aspect, exif, spec.layout)
+                                               keep_aspect, exif, spec.layout, decode_quality)
 
     def __getstate__(self):
         return self._settings

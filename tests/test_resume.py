@@ -172,9 +172,10 @@ def test_resume_refuses_other_inputs_options_or_model(extractor, inputs, tmp_pat
         extract_to_file(extractor, inputs[:-1], out, batch_size=3, mode="resume")
     with pytest.raises(OutputError, match=r"--batch-size differs .*\(3 then, 4 now\)"):
         extract_to_file(extractor, inputs, out, batch_size=4, mode="resume")
-    other = FeatureExtractor(extractor.path, device="cpu", resample="bilinear")
-    with pytest.raises(OutputError, match=r"image loading .* differs"):
-        extract_to_file(other, inputs, out, batch_size=3, mode="resume")
+    for changed in (dict(resample="bilinear"), dict(decode_quality="fast")):
+        other = FeatureExtractor(extractor.path, device="cpu", **changed)
+        with pytest.raises(OutputError, match=r"image loading \(.*--decode-quality\) differs"):
+            extract_to_file(other, inputs, out, batch_size=3, mode="resume")
     with pytest.raises(OutputError, match="pass --resume to continue it"):
         extract_to_file(extractor, inputs, out, batch_size=3)
     assert not out.exists() and Path(f"{out}.parts").exists()  # refusals change nothing

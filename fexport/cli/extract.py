@@ -14,6 +14,7 @@ from fexport.runtime import FeatureExtractor, extract_to_file
 from .options import (
     Backend,
     BatchSize,
+    DecodeQuality,
     Device,
     InputSize,
     Json,
@@ -41,6 +42,7 @@ def extract(
     decode: Annotated[str, typer.Option(
         help="threads, or processes: decoding past Python's GIL, for many cores feeding a GPU.")]
     = library_default(FeatureExtractor, "decode"),
+    decode_quality: DecodeQuality = library_default(FeatureExtractor, "decode_quality"),
     on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
     = library_default(extract_to_file, "on_error"),
     input_size: InputSize = library_default(FeatureExtractor, "input_size"),
@@ -73,7 +75,7 @@ def extract(
     extractor_options = dict(device=device, threads=threads, backend=backend,
                              precision=precision, input_size=input_size, resample=resample,
                              keep_aspect=keep_aspect, exif=exif, workers=workers,
-                             decode=decode)
+                             decode=decode, decode_quality=decode_quality)
     ray_options = dict(address=address, num_workers=num_workers,
                        num_gpus_per_worker=num_gpus_per_worker) if engine == "ray" else {}
     settings = dict(batch_size=batch_size, on_error=on_error, mode=_mode(resume, overwrite),
@@ -194,9 +196,42 @@ def doctor(as_json: Json = False):
         typer.echo(f"{name:<16} {version or 'not installed'}")
 
 
+def verify_decode(
+    model_file: Annotated[str, typer.Argument(help="ONNX file exported by fexport.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders (at least 7).")],
+    min_cosine: Annotated[Optional[float], typer.Option(
+        "--min-cosine", help="Fail below this per-image cosine of fast to exact decoding.")]
+    = None,
+    batch_size: BatchSize = library_default(extract_to_file, "batch_size"),
+    device: Device = library_default(FeatureExtractor, "device"),
+    backend: Backend = library_default(FeatureExtractor, "backend"),
+    threads: Threads = library_default(FeatureExtractor, "threads"),
+    as_json: Json = False,
+):
+    """Compare --decode-quality fast with exact on your images: feature cosine and speed.
+
+    Exits 1 when the lowest cosine is under --min-cosine."""
+    from fexport.errors import VerificationError
+    from fexport.precision import decode_quality
+
+    found = decode_quality.compare(
+        model_file, inputs, batch_size=batch_size, device=device, backend=backend,
+        threads=threads, min_cosine=decode_quality.DEFAULT_MIN_COSINE if min_cosine is None
+        else min_cosine)
+    if as_json:
+        print_json(found.to_dict())
+    else:
+        typer.echo("\n".join(found.lines()))
+    if not found.passed:
+        raise VerificationError(f"fast decoding gave min cosine {found.min_cosine:.5f} to "
+                                f"exact, under {found.min_cosine_required:g}: keep "
+                                "--decode-quality exact for this model and these images")
+
+
 # The commands this module adds to the CLI, by name.
 COMMANDS = {
     "extract": extract,
+    "verify-decode": verify_decode,
     "info": info,
     "doctor": doctor,
 }

@@ -20,6 +20,9 @@ Precision = Annotated[str, typer.Option(
                         "bf16 variant from `fexport convert --bf16`).")]
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", help="Intra-op threads for onnxruntime (default: all cores).")]
+DecodeQuality = Annotated[str, typer.Option(
+    "--decode-quality", help="exact (every pixel, as Keras) or fast: JPEGs decoded at reduced "
+                             "size (check it with fexport verify-decode).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
 InputSize = Annotated[Optional[tuple[int, int]], typer.Option(
     "--input-size", help="Input height and width, e.g. --input-size 224 224.")]

@@ -11,7 +11,15 @@ import typer
 from fexport.runtime import FeatureExtractor
 from fexport.serve.config import ServeConfig
 
-from .options import Backend, Device, Precision, ReplaceOutputs, Threads, library_default
+from .options import (
+    Backend,
+    DecodeQuality,
+    Device,
+    Precision,
+    ReplaceOutputs,
+    Threads,
+    library_default,
+)
 from .outputs import say
 
 DEFAULTS = ServeConfig()
@@ -41,6 +49,7 @@ def serve(
     = DEFAULTS.request_timeout,
     workers: Annotated[int, typer.Option(min=1, help="Image-decoding threads.")]
     = DEFAULTS.decode_workers,
+    decode_quality: DecodeQuality = library_default(FeatureExtractor, "decode_quality"),
     device: Device = library_default(FeatureExtractor, "device"),
     backend: Backend = library_default(FeatureExtractor, "backend"),
     precision: Precision = library_default(FeatureExtractor, "precision"),
@@ -59,7 +68,8 @@ def serve(
     config = ServeConfig(max_batch_size=max_batch_size, max_delay=max_delay_ms / 1000,
                          max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20),
                          request_timeout=request_timeout, decode_workers=workers)
-    options = dict(device=device, backend=backend, precision=precision, threads=threads)
+    options = dict(device=device, backend=backend, precision=precision, threads=threads,
+                   decode_quality=decode_quality)
     names = local.model_names(model_files, name)
     # uvicorn re-raises the SIGTERM it handled once it has drained; this handler takes it, so
     # a drained server exits 0.

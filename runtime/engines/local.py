@@ -29,7 +29,8 @@ STORE_FORMAT = 1
 SETTINGS = {"store_format": "the store format (a different fexport version)",
             "model_sha256": "the model file", "device": "--device", "threads": "--threads",
             "ran": "the backend and precision (--backend, --precision)",
-            "load": "image loading (--input-size, --resample, --keep-aspect, --exif)",
+            "load": "image loading (--input-size, --resample, --keep-aspect, --exif, "
+                    "--decode-quality)",
             "batch_size": "--batch-size", "inputs_sha256": "the input list"}
 
 
@@ -92,8 +93,17 @@ def identity(extractor, keys, batch_size) -> dict:
     """Everything that decides the output's bytes, so a resumed run can be checked against it."""
     return {"store_format": STORE_FORMAT, "model_sha256": _file_sha256(extractor.path),
             "device": extractor.device, "threads": extractor.threads, "ran": str(extractor.ran),
-            "load": asdict(extractor.load_options), "batch_size": int(batch_size),
+            "load": _load_identity(extractor.load_options), "batch_size": int(batch_size),
             "inputs": len(keys), "inputs_sha256": _sha256(json.dumps(keys).encode())}
+
+
+def _load_identity(options) -> dict:
+    """The loading options; decode_quality only when it is not the default, so that a run
+    started before that option existed resumes."""
+    identity = asdict(options)
+    if identity["decode_quality"] == "exact":
+        del identity["decode_quality"]
+    return identity
 
 
 def _prepare(store, mode, ident, keys) -> list[Record]:

@@ -48,6 +48,16 @@ RESAMPLING = {
     "hamming": Image.Resampling.HAMMING,
 }
 GRAYSCALE_MODES = ("L", "I;16", "I")
+# "exact" decodes every pixel, as Keras does. "fast" lets libjpeg decode a JPEG at 1/2, 1/4 or
+# 1/8 of its size (DCT scaling, Pillow's `draft`), never below the model's size, then resizes
+# with the same filter: on this project's 2-core EPYC a 2560x1600 photo decoded in 31-34 ms
+# instead of 59. The filter is kept because it, not the scaling, is what moves features: on 16
+# photos at 2560x1600 with the trained VWW MobileNet, ResNet-8 and mini-Xception, fast against
+# exact (both nearest) gave min cosine 0.960, 0.977 and 0.993, while an antialiasing filter
+# instead of Keras's nearest gave 0.926, 0.754 and 0.938, with or without the scaling (bilinear
+# scaled against bilinear unscaled: 1.000). Pillow's draft was kept over simplejpeg and
+# PyTurboJPEG: the same libjpeg-turbo, already installed, behind the one decoder of every format.
+DECODE_QUALITIES = ("exact", "fast")
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,19 @@ class LoadOptions:
     keep_aspect: bool = False  # center-crop to the target aspect ratio before resizing
     exif: bool = False  # apply the EXIF orientation tag
     layout: str = "nhwc"  # the model input's layout: how arrays are read (ARRAY_FORMS)
+    decode_quality: str = "exact"  # or "fast": see DECODE_QUALITIES
 
     def __post_init__(self):
         if self.resample not in RESAMPLING:
             raise UsageError(f"unknown resampling {self.resample!r}; expected one of "
                              f"{', '.join(RESAMPLING)}")
+        if self.decode_quality not in DECODE_QUALITIES:
+            raise UsageError(f"decode quality {self.decode_quality!r}: expected exact (every "
+                             "pixel, as Keras) or fast (JPEGs decoded at reduced size)")
+
+    @property
+    def fast(self) -> bool:
+        return self.decode_quality == "fast"
 
 
 def list_images(folder) -> list[str]:
@@ -123,7 +141,7 @@ def load_native(item, options: LoadOptions) -> np.ndarray:
     if not isinstance(item, (str, Path, bytes, Image.Image)):
         raise ImageError(f"{describe(item)}: expected a file path, bytes, a PIL image or a "
                          "numpy array")
-    image = item if isinstance(item, Image.Image) else _open(item)
+    image = item if isinstance(item, Image.Image) else _open(item, options)
     try:
         return _native_array(_resize(_convert(image, options), options))
     except ImageError:
@@ -133,30 +151,40 @@ def load_native(item, options: LoadOptions) -> np.ndarray:
                          f"{image.size[0]}x{image.size[1]} pixels ({_reason(exc)})") from exc
 
 
-def _open(item) -> Image.Image:
+def _open(item, options: LoadOptions) -> Image.Image:
     """Decode an image from a path or bytes; every failure is an ImageError naming the input.
 
     A path is read through Pillow, which reads only what the format needs: a huge file of junk
     costs its header, not its size. Only regular files are read (a FIFO would block forever).
     """
-    name = describe(item)
+    name, draft = describe(item), _draft(options)
     if isinstance(item, bytes):
-        return _decode(io.BytesIO(item), name, len(item))
+        return _decode(io.BytesIO(item), name, len(item), draft)
     try:
         info = os.stat(item)
         if not stat.S_ISREG(info.st_mode):
             raise ImageError(f"{name}: not a regular file; expected an image file")
         with open(item, "rb") as f:
-            return _decode(f, name, info.st_size)
+            return _decode(f, name, info.st_size, draft)
     except OSError as exc:
         raise ImageError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
 
 
-def _decode(source, name, size) -> Image.Image:
+def _draft(options: LoadOptions):
+    """For fast decoding, the (mode, size) a JPEG may be decoded at: at least the model's size
+    (a center crop of it, too, keeps at least the model's size), in the model's colour mode."""
+    if not options.fast:
+        return None
+    return ("L" if options.channels == 1 else "RGB"), (options.width, options.height)
+
+
+def _decode(source, name, size, draft=None) -> Image.Image:
     if not size:
         raise ImageError(f"{name}: the file is empty (0 bytes); expected an image")
     try:
         image = Image.open(source)
+        if draft and image.format == "JPEG":
+            image.draft(*draft)
         image.load()  # the pixels are in memory now: the caller may close the file
         return image
     except Image.DecompressionBombError as exc:

@@ -14,7 +14,7 @@ from PIL import Image
 import blocking
 from fexport.errors import ImageError, OutputError, UsageError
 from fexport.runtime import FeatureExtractor, Summary, extract_to_file
-from fexport.runtime.engines import checked_run, ray_engine
+from fexport.runtime.engines import checked_run, local, ray_engine
 from fexport.runtime.files import images
 from fexport.runtime.files.inputs import Items, expand, iter_items
 
@@ -218,3 +218,11 @@ def test_the_cli_takes_the_library_s_words_only(tmp_path):
                             "--on-error", "raise")
     assert proc.returncode == 2 and "'skip' or 'fail'" in proc.stderr
     assert "not 'raise'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_stored_identity_names_decode_quality_only_when_fast(tiny_model):
+    # Stores written before --decode-quality existed hold no such key, and still resume.
+    exact = local.identity(FeatureExtractor(tiny_model), ["a"], 4)
+    assert "decode_quality" not in exact["load"]
+    fast = local.identity(FeatureExtractor(tiny_model, decode_quality="fast"), ["a"], 4)
+    assert fast["load"]["decode_quality"] == "fast"

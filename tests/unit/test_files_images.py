@@ -1,6 +1,7 @@
 """runtime/files/images.py: images and arrays in, float32 (H, W, C) out, by Keras's rule; every
 bad input an ImageError with a one-line reason."""
 
+import dataclasses
 import io
 import os
 
@@ -240,3 +241,41 @@ def _png_bytes():
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), np.uint8)).save(
         buffer, "PNG")
     return buffer.getvalue()
+
+
+def _big_jpeg(size=(640, 480)) -> bytes:
+    """A smooth 640x480 JPEG: DCT scaling may decode it at 1/8 for a 16x16 model."""
+    x, y = np.meshgrid(np.linspace(0, 255, size[0]), np.linspace(0, 255, size[1]))
+    array = np.stack([x, y, (x + y) / 2], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("options", [RGB, GRAY, LoadOptions(16, 24, keep_aspect=True)])
+def test_fast_decoding_gives_the_models_size_close_to_exact(options):
+    exact = images.load(_big_jpeg(), options)
+    fast = images.load(_big_jpeg(), dataclasses.replace(options, decode_quality="fast"))
+    assert fast.shape == exact.shape == (options.height, options.width, options.channels)
+    assert fast.dtype == np.float32
+    # A smooth gradient sampled at 16 points: DCT scaling averages blocks of 8x8 pixels of a
+    # ramp of 0.4 levels a pixel, so each sample moves by a few levels, never by a wrong region.
+    assert np.abs(fast - exact).max() < 8
+
+
+def test_fast_decoding_really_decodes_jpegs_at_reduced_size():
+    with Image.open(io.BytesIO(_big_jpeg())) as image:
+        image.draft(*images._draft(LoadOptions(16, 16, decode_quality="fast")))
+        assert image.size == (80, 60)  # 1/8 of 640x480, still at least 16x16
+
+
+def test_fast_decoding_leaves_other_formats_exact(tmp_path):
+    array = np.random.default_rng(0).integers(0, 256, (64, 48, 3), np.uint8)
+    path = _save(tmp_path / "noise.png", array)
+    fast = LoadOptions(16, 16, decode_quality="fast")
+    np.testing.assert_array_equal(images.load(path, fast), images.load(path, RGB))
+
+
+def test_decode_quality_is_checked():
+    with pytest.raises(UsageError, match="decode quality 'quick': expected exact"):
+        LoadOptions(16, 16, decode_quality="quick")
