@@ -225,6 +225,12 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def result_stem(suite_name: str, machine: dict) -> str:
+    """A results file's stem: the suite, the CPU, its cores and onnxruntime's version."""
+    cpu = "-".join(machine["cpu"].split()[:2]).lower()
+    return f"{suite_name}-{cpu}-{machine['cores']}cores-ort{machine['onnxruntime']}"
+
+
 def machine() -> dict:
     ort = sessions.onnxruntime()
     return {"cpu": host.cpu_name(), "cpu_flags": host.precision_flags(),

@@ -9,25 +9,22 @@ and INT8 with its float parts in bf16, where the CPU has bf16 in hardware), judg
 photos, then times at batch 8, interleaved in one process, fexport's call and the bare API of each
 backend on each file, and Keras `predict` (`fexport bench --backends all --compare-keras`). Timing
 needs a quiet machine: the 1-minute load average is recorded before and after, and the results are
-not written when it was above MAX_LOAD before the run (--allow-load for smoke runs, marked so).
+not written when it was above publish.MAX_LOAD before the run (--allow-load for smoke runs).
 Results: bench/results/engines-<cpu>-<flags>.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from fexport.runtime import host
-from fexport.runtime.files import atomic
 
-from . import suite
+from . import publish, suite
 
 RESULTS = suite.RESULTS
-MAX_LOAD = 0.3  # the development guide's quiet machine: another job shows as 1.0 or more
 VWW = Path(__file__).resolve().parents[1] / "tests" / "data" / "mlcommons_tiny_vww_96.h5"
 # (name, what to export, flags): random-weight backbones and the real pretrained MobileNet.
 MODELS = (("VGG16", ["vgg16", "--weights", "none", "--layer", "block5_pool", "--head",
@@ -114,16 +111,12 @@ def main(argv=None) -> int:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     models, iters = (QUICK, 3) if args.quick else (MODELS, args.iters)
     data = run(models, iters, args.workdir)
-    if data["load_before"] > MAX_LOAD and not args.allow_load:
-        print(f"not written: load average {data['load_before']:.2f} before the run (over "
-              f"{MAX_LOAD}); rerun on a quiet machine, or pass --allow-load", file=sys.stderr)
+    if message := publish.refusal(data, args.allow_load):
+        print(message, file=sys.stderr)
         return 1
-    data["quiet"] = data["load_before"] <= MAX_LOAD
-    Path(args.results).mkdir(parents=True, exist_ok=True)
-    stem = Path(args.results) / name_for(data["machine"])
-    atomic.write_bytes(stem.with_suffix(".json"), json.dumps(data, indent=1).encode())
-    atomic.write_bytes(stem.with_suffix(".md"), markdown(data).encode())
-    print(stem.with_suffix(".md"))
+    written = publish.write(data, Path(args.results) / name_for(data["machine"]),
+                            markdown(data))
+    print(written[-1])
     return 0
 
 

@@ -16,9 +16,7 @@ import json
 import os
 import sys
 
-from fexport.runtime.files import atomic
-
-from . import engines, suite
+from . import engines, publish, suite
 
 WORK = engines.RESULTS / "work" / "engines"
 XCEPTION = engines.VWW.parent / "oarriaga_fer2013_mini_XCEPTION.102-0.66.hdf5"
@@ -81,14 +79,12 @@ def main(argv=None) -> int:
     parser.add_argument("--allow-load", action="store_true")
     args = parser.parse_args(argv)
     data = run(args.iters)
-    if data["load_before"] > engines.MAX_LOAD and not args.allow_load:
-        print(f"not written: load average {data['load_before']:.2f} before the run",
-              file=sys.stderr)
+    if message := publish.refusal(data, args.allow_load):
+        print(message, file=sys.stderr)
         return 1
-    stem = engines.RESULTS / engines.name_for(data["machine"], "optimize")
-    atomic.write_bytes(stem.with_suffix(".json"), json.dumps(data, indent=1).encode())
-    atomic.write_bytes(stem.with_suffix(".md"), markdown(data).encode())
-    print(stem.with_suffix(".md"))
+    written = publish.write(data, engines.RESULTS / engines.name_for(data["machine"],
+                                                                     "optimize"), markdown(data))
+    print(written[-1])
     return 0
 
 

@@ -7,7 +7,7 @@ size, decoding included on both sides, in one run.
 
 Requests carry one image each, as JPEG bytes or as a UINT8 pixel tensor, in the binary v2 form
 tritonclient sends. Clients and server share this machine's cores; the load average is recorded
-before and after, and the results are not written when it was above MAX_LOAD before the run.
+before and after, and the results are not written when it was above publish.MAX_LOAD before the run.
 Results: bench/results/serve-<cpu>-<cores>cores.json and .md.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import socket
 import subprocess
@@ -28,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from fexport.runtime import FeatureExtractor
-from fexport.runtime.files import atomic, images
+from fexport.runtime.files import images
 
-from . import core, load, serve_report, suite
+from . import core, load, publish, serve_report, suite
 
 RESULTS = suite.RESULTS
-MAX_LOAD = 0.3  # the development guide's quiet machine
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 # ResNet50, where compute dominates; two small trained models, where the cost of each call
 # weighs more: ResNet-8 (in-process, batch 32 runs 1.23x batch 1 on 2 AMD EPYC cores) and the
@@ -158,25 +156,17 @@ def main(argv=None) -> int:
     models, seconds = (MODELS[1:2], 2.0) if args.quick else (MODELS, args.seconds)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     data = run(models, args.workdir, seconds)
-    if data["load_before"] > MAX_LOAD and not args.allow_load:
-        print(f"load average {data['load_before']:.2f} before the run (> {MAX_LOAD}): not a "
-              "result; rerun on a quiet machine", file=sys.stderr)
+    if message := publish.refusal(data, args.allow_load):
+        print(message, file=sys.stderr)
         return 1
-    data["quiet"] = data["load_before"] <= MAX_LOAD
     for path in write(data, Path(args.results)):
         print(path)
     return 0
 
 
 def write(data, results: Path) -> list[Path]:
-    machine = data["machine"]
-    cpu = "-".join(machine["cpu"].split()[:2]).lower()
-    stem = f"serve-{cpu}-{machine['cores']}cores-ort{machine['onnxruntime']}"
-    results.mkdir(parents=True, exist_ok=True)
-    json_file, md = results / f"{stem}.json", results / f"{stem}.md"
-    atomic.write_bytes(json_file, json.dumps(data, indent=1).encode())
-    atomic.write_bytes(md, serve_report.markdown(data).encode())
-    return [json_file, md]
+    return publish.write(data, results / core.result_stem("serve", data["machine"]),
+                         serve_report.markdown(data))
 
 
 if __name__ == "__main__":

@@ -124,12 +124,15 @@ def test_files_that_are_not_models_are_named(tmp_path):
         ort_backend.open_session(junk, "gpu")
 
 
-def test_cuda_sessions_leave_the_cores_to_decoding_and_cpu_sessions_keep_them():
+def test_sessions_leave_idle_cores_to_decoding_and_cpu_sessions_use_them_all():
     ort = ort_backend.onnxruntime()
     on_cuda = ort_backend._options(ort, None, on_cuda=True)
     assert on_cuda.intra_op_num_threads == 1
     assert on_cuda.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert ort_backend._options(ort, None, on_cuda=False).intra_op_num_threads == 0  # all
+    on_cpu = ort_backend._options(ort, None, on_cuda=False)
+    assert on_cpu.intra_op_num_threads == 0  # all
+    # No spinning on CPUs either: idle threads spinning take the cores decoding images.
+    assert on_cpu.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert ort_backend._options(ort, 3, on_cuda=True).intra_op_num_threads == 3  # as asked
 
 

@@ -1,0 +1,30 @@
+"""Writing a suite's results: only from a quiet machine, as JSON and Markdown, atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fexport.runtime.files import atomic
+
+# The development guide's quiet machine: another job shows as a load of 1.0 or more.
+MAX_LOAD = 0.3
+
+
+def refusal(data: dict, allow_load: bool) -> str | None:
+    """Why `data` is not a result (the machine was busy before the run), or None; marks it
+    quiet or not either way, so that a smoke run written with `allow_load` says so."""
+    data["quiet"] = data["load_before"] <= MAX_LOAD
+    if data["quiet"] or allow_load:
+        return None
+    return (f"not written: load average {data['load_before']:.2f} before the run (over "
+            f"{MAX_LOAD}); rerun on a quiet machine, or pass --allow-load")
+
+
+def write(data: dict, stem: Path, markdown: str) -> list[Path]:
+    """stem.json and stem.md, each written whole or not at all."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_file, md = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
+    atomic.write_bytes(json_file, json.dumps(data, indent=1).encode())
+    atomic.write_bytes(md, markdown.encode())
+    return [json_file, md]
