@@ -15,6 +15,7 @@ from .contract import infer_contract, stored_contract, to_model_input
 from .files import images
 from .files.inputs import iter_items
 from .on_error import FAIL, check_on_error
+from .stages import StageTimes, timing
 
 
 @dataclass
@@ -128,20 +129,24 @@ class FeatureExtractor:
             return np.zeros((0, self.feature_dim), np.float32)
         return np.concatenate(parts)
 
-    def stream(self, inputs, batch_size=32, on_error="skip"):
+    def stream(self, inputs, batch_size=32, on_error="skip", stages: StageTimes | None = None):
         """Yield a Batch per `batch_size` inputs, decoding ahead in threads; bounded memory.
 
         `on_error` "skip" reports a bad input in its Batch's failures, "fail" raises ImageError.
+        `stages`, when given, gathers the time spent waiting for decoding and in the engine.
         """
         check_on_error(on_error)
         decoded = self._decode(iter_items(inputs, self.load_options),
                                window=2 * batch_size + self.workers)
-        while chunk := list(itertools.islice(decoded, batch_size)):
+        while chunk := _next_chunk(decoded, batch_size, stages):
             failures = [(key, str(error)) for key, _, error in chunk if error]
             if failures and on_error == FAIL:
                 raise ImageError(failures[0][1])
             good = [(key, array) for key, array, error in chunk if not error]
-            features = self.predict([a for _, a in good]) if good else self._empty()
+            with timing(stages, "engine"):
+                features = self.predict([a for _, a in good]) if good else self._empty()
+            if stages is not None:
+                stages.images += len(good)
             yield Batch([key for key, _ in good], features, failures)
 
     def predict(self, arrays) -> np.ndarray:
@@ -191,6 +196,11 @@ class FeatureExtractor:
                 yield _settle(*pending.popleft())
         while pending:
             yield _settle(*pending.popleft())
+
+
+def _next_chunk(decoded, size, stages) -> list:
+    with timing(stages, "decode_wait"):
+        return list(itertools.islice(decoded, size))
 
 
 def _settle(key, future):

@@ -126,3 +126,14 @@ def test_the_gpu_extra_brings_cuda_and_cudnn_as_wheels():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     (gpu,) = project["optional-dependencies"]["gpu"]
     assert gpu.startswith("onnxruntime-gpu[cuda,cudnn]")
+
+
+def test_profile_says_where_the_time_went(resnet8_onnx, photos, tmp_path):
+    proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "f.npy", "--profile")
+    lines = proc.stdout.splitlines()
+    assert lines[1].startswith("end to end ") and "the engine alone" in lines[1]
+    for stage in ("waiting for decoding", "engine", "writing", "other"):
+        assert f"{stage} " in lines[2]
+    proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "f.parquet", "--engine",
+                   "ray", "--profile", check=False)
+    assert proc.returncode == 2 and "--profile is for the local engine" in error_line(proc)

@@ -55,6 +55,9 @@ def extract(
     = library_default(FeatureExtractor, "exif"),
     resume: Resume = False,
     overwrite: Overwrite = False,
+    profile: Annotated[bool, typer.Option(
+        help="Say where the time went: waiting for decoding, engine, writing; end to end "
+             "against the engine alone.")] = False,
     engine: Annotated[str, typer.Option(help="local: this machine; ray: a Ray cluster (the "
                                              "ray extra), output a folder of Parquet "
                                              "shards.")]
@@ -69,6 +72,7 @@ def extract(
 
     Crash-safe and resumable. With --engine ray, into a folder of Parquet shards, on a Ray
     cluster."""
+    from fexport.errors import UsageError
     from fexport.runtime.engines import checked_run
     from fexport.runtime.files.inputs import expand
 
@@ -81,6 +85,9 @@ def extract(
     settings = dict(batch_size=batch_size, on_error=on_error, mode=_mode(resume, overwrite),
                     engine=engine, **ray_options)
     checked_run(output, **settings)  # before a long listing or a large model, for nothing
+    if profile and engine != "local":
+        raise UsageError("--profile is for the local engine; Ray's dashboard shows where a "
+                         "Ray run's time goes")
     items = expand(inputs, uris=engine == "ray")
     progress = _Progress(len(items))
     try:
@@ -89,6 +96,8 @@ def extract(
     finally:
         progress.close()
     _finish(summary)
+    if profile and summary.stages is not None:
+        typer.echo("\n".join(summary.stages.lines()))
 
 
 def _mode(resume, overwrite) -> str:

@@ -12,6 +12,7 @@ from fexport.errors import UsageError
 
 from ..extractor import FeatureExtractor
 from ..on_error import check_on_error
+from ..stages import StageTimes
 
 MODES = {"new": "refuse an existing output", "resume": "continue an interrupted run",
          "overwrite": "replace an existing output"}
@@ -59,6 +60,7 @@ class Summary:
     # engine="ray" only: worker "host:pid/device" -> {"loads": models its process opened,
     # "rows": inputs it did}; None for the local engine.
     ray_workers: dict | None = None
+    stages: StageTimes | None = None  # the local engine: where the time went
 
 
 def check_options(options, engine, own=()) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict
 
 from fexport.errors import ImageError, OutputError
@@ -22,6 +23,7 @@ from ..files import atomic, images, lock, sinks
 from ..files.inputs import expand
 from ..files.store import Record, ShardStore
 from ..on_error import FAIL
+from ..stages import StageTimes, timing
 from .base import Run, Summary, check_options, open_model
 
 STORE_FORMAT = 1
@@ -63,19 +65,24 @@ def _run(extractor, items, output, run: Run) -> Summary:
     records = _prepare(store, run.mode, identity(extractor, keys, run.batch_size), keys)
     _refuse_recorded_failures(records, run.on_error, store)
     resumed = records[-1].end if records else 0
-    _extract_the_rest(extractor, items, records, run, store)
+    stages, started = StageTimes(), time.perf_counter()
+    _extract_the_rest(extractor, items, records, run, store, stages)
     shape = tuple(store.first_row_shape(records) or (extractor.feature_dim,))
-    written = _finish(store, records, shape)
-    return _summary(records, len(keys), written, shape, resumed=resumed, ran=str(extractor.ran))
+    with timing(stages, "write"):
+        written = _finish(store, records, shape)
+    stages.total = time.perf_counter() - started
+    return _summary(records, len(keys), written, shape, resumed=resumed, ran=str(extractor.ran),
+                    stages=stages)
 
 
-def _extract_the_rest(extractor, items, records, run: Run, store) -> None:
+def _extract_the_rest(extractor, items, records, run: Run, store, stages) -> None:
     """Extract and commit the batches after the committed `records`, appending to them."""
     start = records[-1].end if records else 0
     if start:
         run.progress(start)  # progress counts the inputs the interrupted run already did
-    for record, features in _batches(extractor, items, start, run, store):
-        store.commit(record, features)
+    for record, features in _batches(extractor, items, start, run, store, stages):
+        with timing(stages, "write"):
+            store.commit(record, features)
         records.append(record)
         run.progress(record.end - record.start)
 
@@ -157,11 +164,12 @@ def _refuse_recorded_failures(records, on_error, store) -> None:
         raise ImageError(f"{failed[0][1]} (recorded by the interrupted run in {store.path})")
 
 
-def _batches(extractor, items, start, run: Run, store):
+def _batches(extractor, items, start, run: Run, store, stages):
     """(Record, features) per batch from input `start` on, numbered as in a run from 0."""
     shard = start // run.batch_size
     try:  # a slice of Items is Items: the stream takes them as they are, not expanded again
-        for batch in extractor.stream(items[start:], run.batch_size, on_error=run.on_error):
+        for batch in extractor.stream(items[start:], run.batch_size, on_error=run.on_error,
+                                      stages=stages):
             end = start + len(batch.keys) + len(batch.failures)
             yield Record(shard, start, end, batch.keys, [list(f) for f in batch.failures]), \
                 batch.features
