@@ -27,7 +27,8 @@ def extract_to_file(extractor_or_path, inputs, output, *, batch_size=32, on_erro
 
     `extractor_or_path`: a FeatureExtractor, or a model file (a URI too, with engine="ray")
     opened with FeatureExtractor's keyword arguments among `engine_options` (device, threads,
-    backend, precision, input_size, resample, keep_aspect, exif, workers).
+    backend, precision, input_size, resample, keep_aspect, exif, workers, decode,
+    decode_quality).
     `inputs`: image paths, folders, bytes, PIL images, numpy arrays (files/inputs.py); with
     engine="ray", paths, folders and URIs of files or folders.
     `output`: .npy, .npz, .csv or .parquet; with engine="ray", a NAME.parquet folder of shards.

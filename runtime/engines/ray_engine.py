@@ -105,7 +105,8 @@ def extract_dataset(dataset, model, *, batch_size=32, num_workers=1, num_gpus_pe
     "image" (one image's array, in the model input's layout or HWC, as FeatureExtractor reads
     arrays). The result has path, features (list<float32>, null when the input
     failed) and error (the one-line reason, null when it loaded). `options` are
-    FeatureExtractor's: device, threads, input_size, resample, keep_aspect, exif, workers.
+    FeatureExtractor's: device, threads, input_size, resample, keep_aspect, exif, workers,
+    decode_quality.
     """
     ray = require_ray()
     data, _ = _checked_model(model, options)
