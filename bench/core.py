@@ -225,6 +225,18 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def best_of(call, repeats: int) -> float:
+    """The fastest of `repeats` timed calls, in seconds, after one untimed call (allocations,
+    thread start-up)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def result_stem(suite_name: str, machine: dict) -> str:
     """A results file's stem: the suite, the CPU, its cores and onnxruntime's version."""
     cpu = "-".join(machine["cpu"].split()[:2]).lower()

@@ -6,9 +6,9 @@ model's runtime can reach no more than what its kernels get from the cores. 2 x 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+
+from . import core
 
 SIZE = 2048
 REPEATS = 7  # the best of a few: the limit, not the average under interference
@@ -16,22 +16,14 @@ REPEATS = 7  # the best of a few: the limit, not the average under interference
 
 def rates(size=SIZE, repeats=REPEATS) -> dict:
     a, b = (np.random.default_rng(i).standard_normal((size, size), np.float32) for i in (0, 1))
-    numpy_best = _best(lambda: a @ b, repeats)
+    numpy_best = core.best_of(lambda: a @ b, repeats)
     session = _matmul_session(size)
-    ort_best = _best(lambda: session.run(None, {"a": a, "b": b}), repeats)
+    ort_best = core.best_of(lambda: session.run(None, {"a": a, "b": b}), repeats)
     gflop = 2 * size**3 / 1e9
     return {"size": size, "numpy": gflop / numpy_best, "onnxruntime": gflop / ort_best,
             "best": gflop / min(numpy_best, ort_best)}
 
 
-def _best(call, repeats) -> float:
-    call()  # allocations and thread start-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _matmul_session(size):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +74,9 @@ def _cell(onnx, set_name, files, quality, passes) -> dict:
     extractor = FeatureExtractor(onnx, decode_quality=quality)
     try:
         pixels = _decode_all(extractor, files)
-        timings = {"decode": _best(lambda: _decode_all(extractor, files), passes),
-                   "engine": _best(lambda: _engine(extractor, pixels), passes),
-                   "pipeline": _best(lambda: extractor.extract(files, BATCH), passes)}
+        timings = {"decode": core.best_of(lambda: _decode_all(extractor, files), passes),
+                   "engine": core.best_of(lambda: _engine(extractor, pixels), passes),
+                   "pipeline": core.best_of(lambda: extractor.extract(files, BATCH), passes)}
     finally:
         extractor.close()
     return {"images": set_name, "decode_quality": quality, "count": len(files),
@@ -95,17 +94,6 @@ def _decode_all(extractor, files) -> list:
 def _engine(extractor, pixels) -> None:
     for start in range(0, len(pixels), BATCH):
         extractor.predict(np.stack(pixels[start:start + BATCH]))
-
-
-def _best(work, passes) -> float:
-    """The fastest of `passes` timed runs of `work`, after one untimed run."""
-    work()
-    times = []
-    for _ in range(passes):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fexport.precision import decode_quality
 from fexport.runtime import FeatureExtractor, extract_to_file
 
 from .options import (
@@ -208,9 +209,9 @@ def doctor(as_json: Json = False):
 def verify_decode(
     model_file: Annotated[str, typer.Argument(help="ONNX file exported by fexport.")],
     inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders (at least 7).")],
-    min_cosine: Annotated[Optional[float], typer.Option(
+    min_cosine: Annotated[float, typer.Option(
         "--min-cosine", help="Fail below this per-image cosine of fast to exact decoding.")]
-    = None,
+    = library_default(decode_quality.compare, "min_cosine"),
     batch_size: BatchSize = library_default(extract_to_file, "batch_size"),
     device: Device = library_default(FeatureExtractor, "device"),
     backend: Backend = library_default(FeatureExtractor, "backend"),
@@ -221,12 +222,9 @@ def verify_decode(
 
     Exits 1 when the lowest cosine is under --min-cosine."""
     from fexport.errors import VerificationError
-    from fexport.precision import decode_quality
 
-    found = decode_quality.compare(
-        model_file, inputs, batch_size=batch_size, device=device, backend=backend,
-        threads=threads, min_cosine=decode_quality.DEFAULT_MIN_COSINE if min_cosine is None
-        else min_cosine)
+    found = decode_quality.compare(model_file, inputs, batch_size=batch_size, device=device,
+                                   backend=backend, threads=threads, min_cosine=min_cosine)
     if as_json:
         print_json(found.to_dict())
     else:
