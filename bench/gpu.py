@@ -20,10 +20,10 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fexport.runtime import decoding
+from fexport.runtime.batches import BatchLayout
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import atomic, images
 
@@ -193,26 +193,18 @@ def decode_scaling(paths: list[str]) -> dict:
 
 
 def _decode_rate(paths, options, workers, decode="threads") -> float:
-    if decode == "processes":
-        decoder = decoding.ProcessDecoder(workers)
-        try:
-            _decode_all(decoder, paths[:workers], options)  # the processes start
-            start = time.perf_counter()
-            _decode_all(decoder, paths, options)
-            return len(paths) / (time.perf_counter() - start)
-        finally:
-            decoder.close()
-    with ThreadPoolExecutor(workers) as pool:
+    """Images/s decoding into float32 batches as a run decodes, after one warm-up batch (the
+    processes start)."""
+    decoder = decoding.decoder(decode, workers)
+    layout = BatchLayout((options.height, options.width, options.channels), "float32", "nhwc",
+                         True)
+    try:
+        decoding.decode_all(decoder, paths[:workers], options, layout)
         start = time.perf_counter()
-        list(pool.map(lambda p: images.load(p, options), paths))
+        decoding.decode_all(decoder, paths, options, layout)
         return len(paths) / (time.perf_counter() - start)
-
-
-def _decode_all(decoder, paths, options) -> None:
-    chunks = [paths[i:i + decoding.CHUNK] for i in range(0, len(paths), decoding.CHUNK)]
-    futures = [f for chunk in chunks for f in decoder.submit(chunk, options)]
-    for future in futures:
-        future.result()
+    finally:
+        decoder.close()
 
 
 def _rate(entry) -> float:

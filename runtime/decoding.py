@@ -1,31 +1,49 @@
-"""Decoding images ahead of inference: in threads (the default) or in processes.
+"""Decoding images ahead of inference, in threads (the default) or in processes, straight into
+the batch the engine reads (fexport.runtime.batches).
 
 Threads share one interpreter. Pillow and numpy release the GIL while they decode and resize,
 but every image takes it back several times, and on a 16-core GPU host 16 threads decoded
 hardly faster than 4: on an H200's machine, 375 images/s on one thread, 1218 on 4, 1313 on 16,
-while the GPU ran 5506. Processes have a GIL each. Files and bytes go to the processes, and
-come back as the image's own pixels (uint8 for a JPEG, a quarter of float32's bytes through the
-pipe), made float32 here. Arrays and PIL images are already in this process and load here.
+while the GPU ran 5506. Processes have a GIL each. Files and bytes go to the processes, which
+write the pixels into the batch in shared memory: only the inputs and one error or None per
+image cross the pipe, never pixels. Arrays and PIL images are already in this process and load
+here.
 
+A run holds `depth` batch buffers, a ring: the engine runs on one while the next ones decode.
 The process pool starts on first use and then stays, shared by every thread that uses the
-extractor. Processes are started by spawning, never by forking a process whose inference engine
-already runs threads.
+extractor, and so do the shared-memory rings, lent to one run at a time. Processes are started
+by spawning, never by forking a process whose inference engine already runs threads. They end
+with their parent, even when it is killed: then Python's resource tracker, which outlives them,
+unlinks the shared memory, so a SIGKILL leaves nothing in /dev/shm.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import itertools
 import multiprocessing
+import os
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+import weakref
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import connection, shared_memory
 
 import numpy as np
 
-from fexport.errors import FexportError, ImageError, UsageError
+from fexport.errors import FexportError, UsageError
 
+from . import batches
 from .files import images
 
 DECODERS = ("threads", "processes")
+# Files per task, so the pool's queues are crossed once per 8 images rather than per image. On
+# 2 cores the parent's share of the work still keeps processes below threads when decoding alone
+# (about 950 against 1500 images/s); on a 16-core H100 host, extraction from JPEG files went
+# from 822 images/s in threads to 1106 in processes.
+CHUNK = 8
+SEGMENT_PREFIX = "fexport-"  # the shared memory's names in /dev/shm: fexport-<pid>-<n>
 
 
 def check_decoder(decode) -> None:
@@ -33,83 +51,217 @@ def check_decoder(decode) -> None:
         raise UsageError(f"decode {decode!r}: expected one of {', '.join(DECODERS)}")
 
 
-# Files per task, so the pool's queues are crossed once per 8 images rather than per image. On
-# 2 cores the parent's share of the work still keeps processes below threads when decoding alone
-# (about 950 against 1500 images/s); on a 16-core H100 host, extraction from JPEG files went
-# from 822 images/s in threads to 1106 in processes.
-CHUNK = 8
+def decoder(decode: str, workers: int):
+    check_decoder(decode)
+    return ProcessDecoder(workers) if decode == "processes" else ThreadDecoder(workers)
+
+
+def depth(batch_size: int, workers: int) -> int:
+    """Batches in a ring: the one at the engine, the next one, and enough more that every
+    worker has an image to decode."""
+    return 2 + -(-workers // batch_size)
+
+
+class PendingBatch:
+    """One batch being decoded into `pixels`; `settle` waits for it."""
+
+    def __init__(self, keys: list[str], pixels: np.ndarray, parts: list):
+        self.keys, self.pixels, self._parts = keys, pixels, parts  # parts: (pairs, future)
+
+    def settle(self) -> list:
+        """None, or the ImageError saying why not, per image. Any other error (the decoding
+        processes stopped) is not an image's and stops the run."""
+        errors = [None] * len(self.keys)
+        for pairs, future in self._parts:
+            for (slot, _), error in zip(pairs, _result(future)):
+                errors[slot] = error
+        return errors
+
+
+class Ring:
+    """`buffers` used in turn by consecutive batches; `submit(index, pairs, options)` sends
+    (slot, item) pairs to be decoded into buffer `index`, and gives (pairs, future) parts."""
+
+    def __init__(self, buffers: list, submit):
+        self.buffers, self._submit, self._futures = buffers, submit, []
+
+    def ahead(self, items, size: int, options) -> PendingBatch:
+        """A PendingBatch per `size` items, in order, the next len(buffers) - 1 decoding while
+        the caller has one. A buffer is filled again only after the caller asked for the next."""
+        pending, items = collections.deque(), iter(items)
+        for index in itertools.count():
+            if not (group := list(itertools.islice(items, size))):
+                break
+            pending.append(self._decode(index % len(self.buffers), group, options))
+            if len(pending) == len(self.buffers):
+                yield pending.popleft()
+        yield from pending
+
+    def _decode(self, index, group, options) -> PendingBatch:
+        parts = self._submit(index, list(enumerate(group)), options)
+        self._futures = [f for f in self._futures if not f.done()] + [f for _, f in parts]
+        return PendingBatch(list(map(images.describe, group)), self.buffers[index][:len(group)],
+                            parts)
+
+    def drain(self) -> None:
+        """Wait for what is still decoding, so that nothing writes into the buffers after."""
+        for future in self._futures:
+            future.cancel()
+        wait(self._futures)
+
+
+class ThreadDecoder:
+    """Decoding in `workers` threads of this process, into numpy buffers; one image a task."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    @contextlib.contextmanager
+    def ring(self, layout: batches.BatchLayout, size: int, count: int):
+        buffers = [layout.empty(size) for _ in range(count)]
+        with thread_pool(self.workers) as pool:
+            def submit(index, pairs, options):
+                return [([pair], pool.submit(batches.fill, buffers[index], [pair], options,
+                                             layout.layout)) for pair in pairs]
+            ring = Ring(buffers, submit)
+            try:
+                yield ring
+            finally:
+                ring.drain()
+
+    def close(self) -> None:
+        """Nothing to end: a run's threads end with it."""
 
 
 class ProcessDecoder:
-    """A pool of `workers` processes that load files and bytes, CHUNK to a task; everything
-    else loads here. `submit` takes a group of inputs and gives one future per input."""
+    """A pool of `workers` processes that decode files and bytes, CHUNK to a task, into
+    shared-memory rings; everything else decodes here."""
 
     def __init__(self, workers: int):
         self.workers, self._pool, self._lock = workers, None, threading.Lock()
+        self._free: list[shared_memory.SharedMemory] = []  # rings no run holds now
+        self._made: list[shared_memory.SharedMemory] = []
+        weakref.finalize(self, _unlink, self._made)
 
-    def submit(self, items: list, options: images.LoadOptions) -> list:
-        files = [i for i, item in enumerate(items) if _is_file(item)]
-        task = self._executor().submit(load_many, [items[i] for i in files], options) \
-            if files else None
-        part = {index: _Part(task, n) for n, index in enumerate(files)}
-        return [part.get(i) or _done(item, options) for i, item in enumerate(items)]
+    @contextlib.contextmanager
+    def ring(self, layout: batches.BatchLayout, size: int, count: int):
+        memory = self._lease(count * layout.nbytes(size))
+        buffers = [layout.view(memory.buf, size, i * layout.nbytes(size)) for i in range(count)]
+        ring = Ring(buffers, lambda index, pairs, options: self._submit(
+            memory.name, layout, size, buffers[index], index, pairs, options))
+        try:
+            yield ring
+        finally:
+            ring.drain()
+            with self._lock:
+                self._free.append(memory)
+
+    def _submit(self, name, layout, size, buffer, index, pairs, options) -> list:
+        files = [pair for pair in pairs if _is_file(pair[1])]
+        here = [pair for pair in pairs if not _is_file(pair[1])]
+        parts = [(here, _done(batches.fill, buffer, here, options, layout.layout))] if here \
+            else []
+        offset = index * layout.nbytes(size)
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start:start + CHUNK]
+            parts.append((chunk, self._executor().submit(
+                fill_shared, name, layout, size, offset, chunk, options)))
+        return parts
+
+    def _lease(self, nbytes: int) -> shared_memory.SharedMemory:
+        with self._lock:
+            for memory in self._free:
+                if memory.size >= nbytes:
+                    self._free.remove(memory)
+                    return memory
+            name = f"{SEGMENT_PREFIX}{os.getpid()}-{len(self._made)}-{id(self):x}"
+            self._made.append(shared_memory.SharedMemory(name, create=True, size=max(1, nbytes)))
+            return self._made[-1]
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"))
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent)
             return self._pool
 
     def close(self) -> None:
+        """End the processes and unlink the shared memory (they start again when needed)."""
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
-
-
-def load_many(items: list, options: images.LoadOptions) -> list:
-    """In a decoding process: (pixels, None) or (None, ImageError) per input."""
-    loaded = []
-    for item in items:
-        try:
-            loaded.append((images.load_native(item, options), None))
-        except ImageError as exc:
-            loaded.append((None, exc))
-    return loaded
+            _unlink(self._made)
+            self._free.clear()
 
 
 def thread_pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="fexport-decode")
 
 
+# In a decoding process: the shared memory it has opened, by name, kept until it exits.
+_attached: dict[str, shared_memory.SharedMemory] = {}
+
+
+def fill_shared(name, layout, size, offset, pairs, options) -> list:
+    """In a decoding process: decode `pairs` into the batch at `offset` of shared memory
+    `name`; None or an ImageError per pair."""
+    if name not in _attached:
+        _attached[name] = shared_memory.SharedMemory(name)
+    batch = layout.view(_attached[name].buf, size, offset)
+    return batches.fill(batch, pairs, options, layout.layout)
+
+
+def _exit_with_parent() -> None:
+    """A decoding process's first step: a thread that ends the process when its parent is
+    gone, killed or not, instead of waiting for work forever as an orphan."""
+    parent = multiprocessing.parent_process()
+
+    def watch():
+        connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="fexport-parent-watch").start()
+
+
+def _unlink(made: list) -> None:
+    while made:
+        memory = made.pop()
+        with contextlib.suppress(BufferError):  # a caller still holds a batch: unmapped later
+            memory.close()
+        with contextlib.suppress(FileNotFoundError):
+            memory.unlink()
+
+
 def _is_file(item) -> bool:
     return isinstance(item, (str, bytes)) or hasattr(item, "__fspath__")
 
 
-def _done(item, options) -> Future:
+def _done(function, *args) -> Future:
     future = Future()
     try:
-        future.set_result(images.load(item, options))
+        future.set_result(function(*args))
     except Exception as exc:  # settled by the caller, as a thread's error would be
         future.set_exception(exc)
     return future
 
 
-class _Part:
-    """One input's share of a process's task, made float32 when it is taken."""
+def _result(future) -> list:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise FexportError(
+            f"the image-decoding processes stopped ({exc}). Spawned processes import the "
+            "main module, so a script read from standard input cannot start them: run it "
+            "from a file, or use decode='threads'.") from exc
 
-    def __init__(self, task: Future, index: int):
-        self.task, self.index = task, index
 
-    def result(self) -> np.ndarray:
-        try:
-            pixels, error = self.task.result()[self.index]
-        except BrokenProcessPool as exc:
-            raise FexportError(
-                f"the image-decoding processes stopped ({exc}). Spawned processes import the "
-                "main module, so a script read from standard input cannot start them: run it "
-                "from a file, or use decode='threads'.") from exc
-        if error is not None:
-            raise error
-        return pixels.astype(np.float32)
+def decode_all(decoder, items, options: images.LoadOptions, layout, size: int = 32) -> int:
+    """Decode every item as a run does, into a ring, and drop the pixels: the images that
+    loaded. Decoding alone, for the benchmarks."""
+    loaded = 0
+    with decoder.ring(layout, size, depth(size, decoder.workers)) as ring:
+        for pending in ring.ahead(items, size, options):
+            loaded += sum(error is None for error in pending.settle())
+    return loaded

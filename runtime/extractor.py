@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +9,7 @@ import numpy as np
 from fexport.errors import ImageError
 
 from . import backends, decoding
+from .batches import BatchLayout
 from .contract import infer_contract, stored_contract, to_model_input
 from .files import images
 from .files.inputs import iter_items
@@ -24,6 +23,16 @@ class Batch:
 
     keys: list[str]
     features: np.ndarray
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PixelBatch:
+    """One batch's engine input: the pixels of the inputs that loaded, and why the others did
+    not."""
+
+    keys: list[str]
+    pixels: np.ndarray
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -64,16 +73,15 @@ class FeatureExtractor:
 
     def _open(self, path, device, threads, backend, precision, input_size, resample,
               keep_aspect, exif, workers, decode, decode_quality="exact"):
-        decoding.check_decoder(decode)
         self.path, self.workers = path, max(1, int(workers))
-        self._processes = decoding.ProcessDecoder(self.workers) if decode == "processes" \
-            else None
+        self._decoder = decoding.decoder(decode, self.workers)
         stored = stored_contract(path)
         self.engine = backends.open_backend(path, stored, backend, device, precision, threads)
         self.contract = stored or infer_contract(self.engine, path, input_size)
         spec = self.contract.input
         self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
                                                keep_aspect, exif, spec.layout, decode_quality)
+        self._layout = BatchLayout.of(self.contract)
 
     def __getstate__(self):
         return self._settings
@@ -136,25 +144,39 @@ class FeatureExtractor:
         `stages`, when given, gathers the time spent waiting for decoding and in the engine.
         """
         check_on_error(on_error)
-        decoded = self._decode(iter_items(inputs, self.load_options),
-                               window=2 * batch_size + self.workers)
-        while chunk := _next_chunk(decoded, batch_size, stages):
-            failures = [(key, str(error)) for key, _, error in chunk if error]
-            if failures and on_error == FAIL:
-                raise ImageError(failures[0][1])
-            good = [(key, array) for key, array, error in chunk if not error]
+        for pending in self._decoded(inputs, batch_size):
+            keys, pixels, failures = _settled(pending, on_error, stages)
             with timing(stages, "engine"):
-                features = self.predict([a for _, a in good]) if good else self._empty()
+                features = self._infer(self._layout.model_input(self.contract, pixels)) \
+                    if len(keys) else self._empty()
             if stages is not None:
-                stages.images += len(good)
-            yield Batch([key for key, _ in good], features, failures)
+                stages.images += len(keys)
+            yield Batch(keys, features, failures)
+
+    def pixels(self, inputs, batch_size=32, *, copy=True):
+        """Yield a PixelBatch per `batch_size` inputs: the engine's input for the images that
+        loaded, exactly as `stream` feeds it, and why the others did not load. With
+        `copy=False` the pixels are the decoding buffer itself, valid until the next batch."""
+        for pending in self._decoded(inputs, batch_size):
+            keys, pixels, failures = _settled(pending, "skip", None)
+            batch = self._layout.model_input(self.contract, pixels)
+            yield PixelBatch(keys, np.array(batch) if copy else batch, failures)
+
+    def _decoded(self, inputs, batch_size):
+        """A PendingBatch per `batch_size` inputs, decoded into a ring of batch buffers."""
+        size = max(1, int(batch_size))
+        with self._decoder.ring(self._layout, size, decoding.depth(size, self.workers)) as ring:
+            yield from ring.ahead(iter_items(inputs, self.load_options), size, self.load_options)
 
     def predict(self, arrays) -> np.ndarray:
         """Features for float32 (H, W, C) pixel arrays already at the model's size (a list, or
         one (N, H, W, C) array, which is used without a copy)."""
         pixels = arrays if isinstance(arrays, np.ndarray) and arrays.ndim == 4 else \
             np.stack(arrays)
-        batch = to_model_input(self.contract, pixels)
+        return self._infer(to_model_input(self.contract, pixels))
+
+    def _infer(self, batch) -> np.ndarray:
+        """Features for a batch of the model's input, in pieces of its fixed batch size."""
         size = self.contract.input.batch
         if size and len(batch) != size:
             return np.concatenate([self._run_padded(batch[i:i + size], size)
@@ -173,40 +195,18 @@ class FeatureExtractor:
         return np.zeros((0, self.feature_dim), np.float32)
 
     def close(self) -> None:
-        """End the decoding processes, if any (they start again when needed)."""
-        if self._processes is not None:
-            self._processes.close()
-
-    def _decode(self, items, window):
-        """(key, array, error) per item, in order, with at most `window` decodes in flight."""
-        if self._processes is not None:
-            yield from self._decode_with(self._processes.submit, items, window,
-                                         decoding.CHUNK)
-            return
-        with decoding.thread_pool(self.workers) as pool:
-            yield from self._decode_with(lambda group, options: [
-                pool.submit(images.load, item, options) for item in group], items, window)
-
-    def _decode_with(self, submit, items, window, chunk=1):
-        """`submit(group, options)` gives one future per input of the group."""
-        pending, items = collections.deque(), iter(items)
-        while group := list(itertools.islice(items, chunk)):
-            pending.extend(zip(map(images.describe, group), submit(group, self.load_options)))
-            while len(pending) >= window:
-                yield _settle(*pending.popleft())
-        while pending:
-            yield _settle(*pending.popleft())
+        """End the decoding processes, if any, and free their shared memory (they start again
+        when needed)."""
+        self._decoder.close()
 
 
-def _next_chunk(decoded, size, stages) -> list:
+def _settled(pending, on_error, stages):
+    """A decoded batch's keys and pixels of the images that loaded, and the failures."""
     with timing(stages, "decode_wait"):
-        return list(itertools.islice(decoded, size))
-
-
-def _settle(key, future):
-    """One input's outcome: its pixels, or the ImageError saying why not. Any other error (the
-    decoding processes stopped) is not this input's and stops the run."""
-    try:
-        return key, future.result(), None
-    except ImageError as exc:
-        return key, None, exc
+        errors = pending.settle()
+    failures = [(key, str(error)) for key, error in zip(pending.keys, errors) if error]
+    if failures and on_error == FAIL:
+        raise ImageError(failures[0][1])
+    good = [i for i, error in enumerate(errors) if error is None]
+    pixels = pending.pixels if len(good) == len(errors) else pending.pixels[good]
+    return [pending.keys[i] for i in good], pixels, failures

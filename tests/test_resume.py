@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import error_line, run_cli
 from fexport.errors import ImageError, OutputError
-from fexport.runtime import FeatureExtractor, extract_to_file
+from fexport.runtime import FeatureExtractor, decoding, extract_to_file
 from fexport.runtime.files import sinks
 from readback import read_features
 
@@ -85,6 +85,35 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(resnet8_onnx, corpus, ref
     assert f"resumed: {committed[-1]['end']} of 272 inputs" in resumed.stdout
     assert out.read_bytes() == reference
     assert not parts.exists() and not list(tmp_path.glob(".f.npz*"))
+
+
+def _shared_memory_of(pid: int) -> list[str]:
+    """The decoding ring of process `pid` in /dev/shm (runtime/decoding.py names it by pid)."""
+    prefix = f"{decoding.SEGMENT_PREFIX}{pid}-"
+    return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="POSIX shared memory in /dev/shm")
+def test_sigkill_with_decoding_processes_leaks_no_shared_memory_then_resume(
+        resnet8_onnx, corpus, reference, tmp_path):
+    out, parts = tmp_path / "f.npz", tmp_path / "f.npz.parts"
+    args = ("extract", resnet8_onnx, corpus, "-o", out, "-b", "4", "--decode", "processes",
+            "--workers", "2")
+    proc = start_cli(*args)
+    wait_until(lambda: (parts / "manifest.jsonl").exists() and manifest_lines(parts), proc)
+    assert _shared_memory_of(proc.pid)  # the batches decode in shared memory
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL
+    # The decoding processes see their parent gone and exit; Python's resource tracker then
+    # unlinks the segment. A bound of 60 s, not a measurement (it takes well under a second).
+    deadline = time.monotonic() + 60
+    while _shared_memory_of(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _shared_memory_of(proc.pid)
+    resumed = run_cli(*args, "--resume")
+    # The same bytes as a run with threads: the features and the two bad files, each named.
+    assert "resumed:" in resumed.stdout and out.read_bytes() == reference
+    assert not parts.exists()
 
 
 def test_sigkill_during_assembly_keeps_the_old_output_then_resume(resnet8_onnx, corpus,

@@ -130,14 +130,15 @@ def describe(item) -> str:
 
 def load(item, options: LoadOptions) -> np.ndarray:
     """One input (path, bytes, PIL image or HWC array) as a float32 (H, W, C) array."""
-    if isinstance(item, np.ndarray):
-        return _from_array(item, options)
-    return load_native(item, options).astype(np.float32)
+    return load_native(item, options).astype(np.float32, copy=False)
 
 
 def load_native(item, options: LoadOptions) -> np.ndarray:
     """A path, bytes or PIL image decoded, converted and resized, as an (H, W, C) array of the
-    image's own pixel type (uint8 for most files): what `load` makes float32."""
+    image's own pixel type (uint8 for most files), or an array read as `load` reads it (float32):
+    what `load` makes float32."""
+    if isinstance(item, np.ndarray):
+        return _from_array(item, options)
     if not isinstance(item, (str, Path, bytes, Image.Image)):
         raise ImageError(f"{describe(item)}: expected a file path, bytes, a PIL image or a "
                          "numpy array")

@@ -3,13 +3,14 @@ loads arrays in this process, survives pickling, and stops with a typed error.""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
 import pytest
 
 from fexport.errors import ImageError, UsageError
-from fexport.runtime import FeatureExtractor
+from fexport.runtime import FeatureExtractor, decoding
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,46 @@ def test_a_pickled_extractor_decodes_in_processes_again(in_processes, image_path
 def test_an_unknown_decoder_is_refused_by_name(tiny_model):
     with pytest.raises(UsageError, match="decode 'fibers': expected one of threads, processes"):
         FeatureExtractor(tiny_model, device="cpu", decode="fibers")
+
+
+def _segments() -> list[str]:
+    """This process's shared memory in /dev/shm (runtime/decoding.py names it by pid)."""
+    prefix = f"{decoding.SEGMENT_PREFIX}{os.getpid()}-"
+    return sorted(name for name in os.listdir("/dev/shm") if name.startswith(prefix))
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="POSIX shared memory in /dev/shm")
+def test_one_shared_ring_is_lent_to_each_run_and_unlinked_on_close(tiny_model, image_paths,
+                                                                     pixels, expected_features):
+    extractor = FeatureExtractor(tiny_model, device="cpu", workers=2, decode="processes")
+    before = _segments()
+    try:
+        first = extractor.extract(image_paths, batch_size=2)
+        ring = set(_segments()) - set(before)
+        assert len(ring) == 1  # lent to the run, kept for the next one
+        for batch in extractor.stream(image_paths, batch_size=2):
+            break  # a run left early gives its ring back once nothing decodes into it
+        np.testing.assert_array_equal(extractor.extract(image_paths, batch_size=2), first)
+        assert set(_segments()) - set(before) == ring
+        np.testing.assert_allclose(first, expected_features(pixels), rtol=1e-5, atol=1e-5)
+    finally:
+        extractor.close()
+    assert _segments() == before
+
+
+def test_uint8_and_channels_first_models_decode_the_same_in_processes(tiny_variant,
+                                                                        image_paths):
+    """The processes write each model's own input into shared memory (here the contract's
+    dtype and layout change what is written; the graph is the same)."""
+    for changes in ({"dtype": "uint8"}, {"layout": "nchw"}):
+        path = tiny_variant(f"{'-'.join(changes.values())}.onnx", input=changes)
+        threads = FeatureExtractor(path, device="cpu", workers=2)
+        processes = FeatureExtractor(path, device="cpu", workers=2, decode="processes")
+        try:
+            got = np.concatenate([b.pixels for b in processes.pixels(image_paths, 2)])
+            assert got.dtype == changes.get("dtype", "float32")
+            assert got.shape[1] == (3 if changes.get("layout") == "nchw" else 16)
+            np.testing.assert_array_equal(
+                got, np.concatenate([b.pixels for b in threads.pixels(image_paths, 2)]))
+        finally:
+            processes.close()
