@@ -21,6 +21,7 @@ from fexport.errors import ImageError
 
 from .contract import to_model_input
 from .files import images
+from .stages import DecodeTimes, Laps
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,24 @@ def write(slot: np.ndarray, pixels: np.ndarray, layout: str) -> None:
     np.copyto(slot, pixels, casting="unsafe")
 
 
-def fill(batch: np.ndarray, pairs, options: images.LoadOptions, layout: str) -> list:
-    """Decode each (slot, item) of `pairs` into `batch[slot]`: None, or the ImageError saying
-    why not, per pair."""
-    errors = []
+def fill(batch: np.ndarray, pairs, options: images.LoadOptions, layout: str) -> Filled:
+    """Decode each (slot, item) of `pairs` into `batch[slot]`, timing each image's stages."""
+    errors, laps = [], Laps()
     for slot, item in pairs:
+        laps.start()
         try:
-            write(batch[slot], images.load_native(item, options), layout)
+            write(batch[slot], images.load_native(item, options, laps.lap), layout)
+            laps.lap("write")
             errors.append(None)
         except ImageError as exc:
             errors.append(exc)
-    return errors
+    return Filled(errors, laps.times)
+
+
+@dataclass
+class Filled:
+    """What a decoder did with its pairs: None or the ImageError saying why not, per pair,
+    and the seconds it spent on each stage."""
+
+    errors: list
+    times: DecodeTimes

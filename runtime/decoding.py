@@ -36,6 +36,7 @@ from fexport.errors import FexportError, UsageError
 
 from . import batches
 from .files import images
+from .stages import DecodeTimes
 
 DECODERS = ("threads", "processes")
 # Files per task, so the pool's queues are crossed once per 8 images rather than per image. On
@@ -63,17 +64,21 @@ def depth(batch_size: int, workers: int) -> int:
 
 
 class PendingBatch:
-    """One batch being decoded into `pixels`; `settle` waits for it."""
+    """One batch being decoded into `pixels`; `settle` waits for it, and then `times` holds
+    the seconds its decoders spent on each stage."""
 
     def __init__(self, keys: list[str], pixels: np.ndarray, parts: list):
         self.keys, self.pixels, self._parts = keys, pixels, parts  # parts: (pairs, future)
+        self.times = DecodeTimes()
 
     def settle(self) -> list:
         """None, or the ImageError saying why not, per image. Any other error (the decoding
         processes stopped) is not an image's and stops the run."""
         errors = [None] * len(self.keys)
         for pairs, future in self._parts:
-            for (slot, _), error in zip(pairs, _result(future)):
+            filled = _result(future)
+            self.times.add(filled.times)
+            for (slot, _), error in zip(pairs, filled.errors):
                 errors[slot] = error
         return errors
 
@@ -204,9 +209,9 @@ def thread_pool(workers: int) -> ThreadPoolExecutor:
 _attached: dict[str, shared_memory.SharedMemory] = {}
 
 
-def fill_shared(name, layout, size, offset, pairs, options) -> list:
+def fill_shared(name, layout, size, offset, pairs, options) -> batches.Filled:
     """In a decoding process: decode `pairs` into the batch at `offset` of shared memory
-    `name`; None or an ImageError per pair."""
+    `name`."""
     if name not in _attached:
         _attached[name] = shared_memory.SharedMemory(name)
     batch = layout.view(_attached[name].buf, size, offset)

@@ -204,6 +204,8 @@ def _settled(pending, on_error, stages):
     """A decoded batch's keys and pixels of the images that loaded, and the failures."""
     with timing(stages, "decode_wait"):
         errors = pending.settle()
+    if stages is not None:
+        stages.decoders.add(pending.times)
     failures = [(key, str(error)) for key, error in zip(pending.keys, errors) if error]
     if failures and on_error == FAIL:
         raise ImageError(failures[0][1])

@@ -134,6 +134,8 @@ def test_profile_says_where_the_time_went(resnet8_onnx, photos, tmp_path):
     assert lines[1].startswith("end to end ") and "the engine alone" in lines[1]
     for stage in ("waiting for decoding", "engine", "writing", "other"):
         assert f"{stage} " in lines[2]
+    decoders = dict(part.rsplit(" ", 2)[0:2] for part in lines[3].split(": ", 1)[1].split(", "))
+    assert lines[3].startswith("  decoders, summed: ") and float(decoders["decoding"]) > 0
     proc = run_cli("extract", resnet8_onnx, photos, "-o", tmp_path / "f.parquet", "--engine",
                    "ray", "--profile", check=False)
     assert proc.returncode == 2 and "--profile is for the local engine" in error_line(proc)

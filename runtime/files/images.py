@@ -133,18 +133,22 @@ def load(item, options: LoadOptions) -> np.ndarray:
     return load_native(item, options).astype(np.float32, copy=False)
 
 
-def load_native(item, options: LoadOptions) -> np.ndarray:
+def load_native(item, options: LoadOptions, lap=None) -> np.ndarray:
     """A path, bytes or PIL image decoded, converted and resized, as an (H, W, C) array of the
     image's own pixel type (uint8 for most files), or an array read as `load` reads it (float32):
-    what `load` makes float32."""
+    what `load` makes float32. `lap(stage)`, when given, is called as the image is opened (its
+    header read), decoded and resized (fexport.runtime.stages.Laps)."""
+    lap = lap or _no_lap
     if isinstance(item, np.ndarray):
         return _from_array(item, options)
     if not isinstance(item, (str, Path, bytes, Image.Image)):
         raise ImageError(f"{describe(item)}: expected a file path, bytes, a PIL image or a "
                          "numpy array")
-    image = item if isinstance(item, Image.Image) else _open(item, options)
+    image = item if isinstance(item, Image.Image) else _open(item, options, lap)
     try:
-        return _native_array(_resize(_convert(image, options), options))
+        array = _native_array(_resize(_convert(image, options), options))
+        lap("resize")
+        return array
     except ImageError:
         raise
     except Exception as exc:  # Pillow raises many untyped errors (ValueError, OSError...)
@@ -152,7 +156,11 @@ def load_native(item, options: LoadOptions) -> np.ndarray:
                          f"{image.size[0]}x{image.size[1]} pixels ({_reason(exc)})") from exc
 
 
-def _open(item, options: LoadOptions) -> Image.Image:
+def _no_lap(stage: str) -> None:
+    """No timing asked for."""
+
+
+def _open(item, options: LoadOptions, lap=_no_lap) -> Image.Image:
     """Decode an image from a path or bytes; every failure is an ImageError naming the input.
 
     A path is read through Pillow, which reads only what the format needs: a huge file of junk
@@ -160,13 +168,13 @@ def _open(item, options: LoadOptions) -> Image.Image:
     """
     name, draft = describe(item), _draft(options)
     if isinstance(item, bytes):
-        return _decode(io.BytesIO(item), name, len(item), draft)
+        return _decode(io.BytesIO(item), name, len(item), draft, lap)
     try:
         info = os.stat(item)
         if not stat.S_ISREG(info.st_mode):
             raise ImageError(f"{name}: not a regular file; expected an image file")
         with open(item, "rb") as f:
-            return _decode(f, name, info.st_size, draft)
+            return _decode(f, name, info.st_size, draft, lap)
     except OSError as exc:
         raise ImageError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
 
@@ -179,14 +187,16 @@ def _draft(options: LoadOptions):
     return ("L" if options.channels == 1 else "RGB"), (options.width, options.height)
 
 
-def _decode(source, name, size, draft=None) -> Image.Image:
+def _decode(source, name, size, draft=None, lap=_no_lap) -> Image.Image:
     if not size:
         raise ImageError(f"{name}: the file is empty (0 bytes); expected an image")
     try:
         image = Image.open(source)
         if draft and image.format == "JPEG":
             image.draft(*draft)
+        lap("open")
         image.load()  # the pixels are in memory now: the caller may close the file
+        lap("decode")
         return image
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: refused as a possible decompression bomb "
