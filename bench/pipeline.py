@@ -3,11 +3,12 @@
     python -m fexport.bench.pipeline            # ResNet50 avg (random weights) and ResNet-8
     python -m fexport.bench.pipeline --quick    # ResNet-8 only, one pass a cell
 
-For each model, image set and decode quality: decoding alone (the extractor's own decoding
-threads and loading options), the engine alone (the same pixels in batches of 32) and `extract`
-on the files, end to end. Decoding and the engine share the machine's cores, so without any
-overhead of its own the pipeline runs at least 1 / (decode time + engine time) per image: the
-"pipeline / serial" column. Each cell is the best of `passes` timed passes after a warm-up.
+For each model, image set, decode quality and decoder (threads or processes): decoding alone
+(the extractor's own decoders, batch buffers and loading options), the engine alone (the same
+batches) and `extract` on the files, end to end. Decoding and the engine share the machine's
+cores, so without any overhead of its own the pipeline runs at least 1 / (decode time + engine
+time) per image: the "end to end / serial" column. Each cell is the best of `passes` timed
+passes after a warm-up.
 Results: bench/results/pipeline-<cpu>-<cores>cores-ort<version>.json and .md.
 """
 
@@ -18,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from fexport.runtime import FeatureExtractor
+from fexport.runtime import FeatureExtractor, decoding
 from fexport.runtime.files import images
 
 from . import core, pipeline_report, publish, suite
@@ -42,8 +43,9 @@ def run(models, workdir: Path, passes: int) -> dict:
     for name, export_args in models:
         onnx = workdir / f"{name}.onnx"
         suite._run_fexport(*export_args, "-o", onnx, "--overwrite")
-        rows = [_cell(onnx, set_name, images.list_images(folder), quality, passes)
-                for set_name, folder in sets.items() for quality in images.DECODE_QUALITIES]
+        rows = [_cell(onnx, set_name, images.list_images(folder), quality, decode, passes)
+                for set_name, folder in sets.items() for quality in images.DECODE_QUALITIES
+                for decode in decoding.DECODERS]
         data["models"].append({"model": name, "rows": rows})
     data["load_after"] = os.getloadavg()[0]
     return data
@@ -68,8 +70,8 @@ def _describe(folder: Path) -> dict:
                                                     len(files) / 1024, 1)}
 
 
-def _cell(onnx, set_name, files, quality, passes) -> dict:
-    extractor = FeatureExtractor(onnx, decode_quality=quality)
+def _cell(onnx, set_name, files, quality, decode, passes) -> dict:
+    extractor = FeatureExtractor(onnx, decode_quality=quality, decode=decode)
     try:
         pixels = _decode_all(extractor, files)
         timings = {"decode": core.best_of(lambda: _decode_only(extractor, files), passes),
@@ -77,7 +79,7 @@ def _cell(onnx, set_name, files, quality, passes) -> dict:
                    "pipeline": core.best_of(lambda: extractor.extract(files, BATCH), passes)}
     finally:
         extractor.close()
-    return {"images": set_name, "decode_quality": quality, "count": len(files),
+    return {"images": set_name, "decode_quality": quality, "decoder": decode, "count": len(files),
             "workers": extractor.workers,
             **{f"{stage}_images_per_s": round(len(files) / seconds, 1)
                for stage, seconds in timings.items()}}
