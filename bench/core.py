@@ -225,12 +225,12 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def best_of(call, repeats: int) -> float:
-    """The fastest of `repeats` timed calls, in seconds, after one untimed call (allocations,
-    thread start-up)."""
+def best_of(call, repeats: int, min_seconds: float = 0.0) -> float:
+    """The fastest of `repeats` timed calls, or of as many more as fill `min_seconds`, in
+    seconds, after one untimed call (allocations, thread start-up)."""
     call()
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or sum(times) < min_seconds:
         started = time.perf_counter()
         call()
         times.append(time.perf_counter() - started)

@@ -40,7 +40,7 @@ BATCH = 8
 def run(models, iters, workdir) -> dict:
     images = suite.make_image_folder(Path(workdir) / "images")
     calibration, evaluation = _split(images, Path(workdir))
-    data = {"machine": suite.machine(), "load_before": os.getloadavg()[0], "models": []}
+    data = {"machine": suite.machine(), "load_before": publish.settled_load(), "models": []}
     for name, export_args in models:
         fp32 = Path(workdir) / f"{name}.onnx"
         suite._run_fexport(*export_args, "-o", fp32, "--overwrite")

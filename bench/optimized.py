@@ -23,7 +23,7 @@ XCEPTION = engines.VWW.parent / "oarriaga_fer2013_mini_XCEPTION.102-0.66.hdf5"
 
 
 def run(iters) -> dict:
-    data = {"machine": suite.machine(), "load_before": os.getloadavg()[0], "models": {}}
+    data = {"machine": suite.machine(), "load_before": publish.settled_load(), "models": {}}
     xception = WORK / "mini-Xception.onnx"
     suite._run_fexport(XCEPTION, "--layer", "add_4", "--head", "avg", "--preprocess", "tf",
                        "-o", xception, "--overwrite")

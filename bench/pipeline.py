@@ -31,12 +31,17 @@ MODELS = (("ResNet50", ["resnet50", "--weights", "none", "--head", "avg"]),
                         "activation_6", "--head", "avg"]))
 LARGE = (2560, 1600)  # a phone photo's pixel count, where decoding costs the most
 BATCH = 32
+# Timed passes of a cell fill at least this long: a pass of the tiny model over 48 photos takes
+# 50 ms, and on this project's shared 2-core VM the best of 3 such passes moved by up to 40%
+# between two runs of the suite.
+MIN_SECONDS = 2.0
 
 
 def run(models, workdir: Path, passes: int) -> dict:
     sets = {"photos": suite.make_image_folder(workdir / "photos", 48),
             "large": _large_folder(workdir / "large", 24)}
-    data = {"machine": core.machine(), "load_before": os.getloadavg()[0], "passes": passes,
+    data = {"machine": core.machine(), "load_before": publish.settled_load(), "passes": passes,
+            "min_seconds": MIN_SECONDS,
             "batch_size": BATCH, "image_sets": {name: _describe(folder)
                                                 for name, folder in sets.items()},
             "models": []}
@@ -74,13 +79,14 @@ def _cell(onnx, set_name, files, quality, decode, passes) -> dict:
     extractor = FeatureExtractor(onnx, decode_quality=quality, decode=decode)
     try:
         pixels = _decode_all(extractor, files)
-        timings = {"decode": core.best_of(lambda: _decode_only(extractor, files), passes),
-                   "engine": core.best_of(lambda: _engine(extractor, pixels), passes),
-                   "pipeline": core.best_of(lambda: extractor.extract(files, BATCH), passes)}
+        calls = {"decode": lambda: _decode_only(extractor, files),
+                 "engine": lambda: _engine(extractor, pixels),
+                 "pipeline": lambda: extractor.extract(files, BATCH)}
+        timings = {stage: core.best_of(call, passes, MIN_SECONDS) for stage, call in calls.items()}
     finally:
         extractor.close()
-    return {"images": set_name, "decode_quality": quality, "decoder": decode, "count": len(files),
-            "workers": extractor.workers,
+    return {"images": set_name, "decode_quality": quality, "decoder": decode,
+            "count": len(files), "workers": extractor.workers,
             **{f"{stage}_images_per_s": round(len(files) / seconds, 1)
                for stage, seconds in timings.items()}}
 

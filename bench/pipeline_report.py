@@ -35,11 +35,17 @@ def markdown(data) -> str:
              f"{data['load_before']:.2f} before, {data['load_after']:.2f} after "
              f"({'quiet' if data.get('quiet') else 'NOT quiet'}). Images: {sets} (photos: "
              "the sample photos at 400-640 px; large: re-encoded at 2560x1600). Batch "
-             f"{data['batch_size']}; best of {data['passes']} passes.", ""]
+             f"{data['batch_size']}; the best of {_passes(data)}.", ""]
     for model in data["models"]:
         lines += _table(model)
     lines += ["## Goals", ""] + [f"- {line}" for line in goals(data)]
     return "\n".join(lines) + "\n"
+
+
+def _passes(data) -> str:
+    if not data.get("min_seconds"):  # results written before passes filled a time
+        return f"{data['passes']} passes"
+    return f"{data['passes']} passes or as many as fill {data['min_seconds']:g} s"
 
 
 def _table(model) -> list[str]:

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from fexport.runtime.files import atomic
 
 # The development guide's quiet machine: another job shows as a load of 1.0 or more.
 MAX_LOAD = 0.3
+# The one-minute load average falls by a factor e a minute once the machine is idle, so two
+# minutes take a finished test run's 1.0 under 0.3; waiting here saves a run that would be
+# refused at its end.
+SETTLE_SECONDS = 120
+
+
+def settled_load(max_wait: float = SETTLE_SECONDS, poll: float = 5.0) -> float:
+    """The one-minute load average, once it is at most MAX_LOAD or `max_wait` seconds have
+    passed, whichever comes first."""
+    deadline = time.monotonic() + max_wait
+    while (load := os.getloadavg()[0]) > MAX_LOAD and time.monotonic() < deadline:
+        time.sleep(poll)
+    return load
 
 
 def refusal(data: dict, allow_load: bool) -> str | None:

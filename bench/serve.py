@@ -49,7 +49,7 @@ WARMUP_S = 1.0
 def run(models, workdir, seconds) -> dict:
     photos = suite.make_image_folder(Path(workdir) / "images")
     files = [p.read_bytes() for p in sorted(photos.iterdir())]
-    data = {"machine": core.machine(), "load_before": os.getloadavg()[0], "seconds": seconds,
+    data = {"machine": core.machine(), "load_before": publish.settled_load(), "seconds": seconds,
             "models": []}
     for name, export_args in models:
         onnx = Path(workdir) / f"{name}.onnx"
