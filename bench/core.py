@@ -10,6 +10,7 @@ load) hits every runtime alike. Lean unless `compare_keras`: numpy and onnxrunti
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -77,8 +78,15 @@ def bench_model(path, batch_sizes=DEFAULT_BATCH_SIZES, device=DEFAULT_DEVICE, th
                  for row in bench_images(extractor, image_paths, n, warmup, iters, duration)]
     return {"model": str(path), "provider": session.get_providers()[0],
             "session_creation_s": created_s, "threads": threads, "results": rows,
-            "skipped": skipped,
+            "skipped": skipped, "profile": _profile(extractor, image_paths, max(batch_sizes))
+            if image_paths else None,
             "peak_rss_mib": peak_rss_mib(), "machine": machine()}
+
+
+def _profile(extractor, paths, batch) -> dict:
+    """Where one extraction of the whole folder spends its time, at the largest batch."""
+    stages = extractor.profile(paths, batch)
+    return {"batch": batch, **dataclasses.asdict(stages), "lines": stages.lines()}
 
 
 def _other_runners(path, variants, engine, skipped) -> list[Runner]:

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 from PIL import Image
 
@@ -43,11 +44,18 @@ def test_bench_without_json_prints_the_table(resnet8_onnx):
 def test_bench_compares_keras_and_times_images(resnet8_onnx, photos):
     proc = run_cli("bench", resnet8_onnx, "--batch-sizes", "2", "--iters", "3", "--warmup",
                    "1", "--compare-keras", "--images", photos, "--json")
-    rows = json.loads(proc.stdout)["results"]
+    data = json.loads(proc.stdout)
+    rows = data["results"]
     assert [r["runtime"] for r in rows] == RUNTIMES + ["decode+resize", "end-to-end"]
     check_rows(rows, 3)
     assert "onnxruntime" in proc.stderr and "x faster" in proc.stderr
     assert "of inference alone" in proc.stderr
+    # Where the time went: the folder once, every image, each stage's seconds within the run.
+    profile = data["profile"]
+    assert profile["images"] == len(list(Path(photos).iterdir()))
+    assert 0 < profile["engine"] + profile["decode_wait"] <= profile["total"]
+    assert profile["decoders"]["decode"] > 0
+    assert "waiting for decoding" in proc.stderr and "decoders, summed" in proc.stderr
 
 
 def test_bench_rejects_bad_batch_sizes(resnet8_onnx):

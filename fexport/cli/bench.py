@@ -93,6 +93,9 @@ def report_lines(result) -> list[str]:
                      + "; ".join(_relative(r, same_batch)))
     lines += [f"not timed: {s['file']} on {s['backend']}: {s['reason']}"
               for s in result.get("skipped", [])]
+    if profile := result.get("profile"):
+        lines += [f"the folder's {profile['images']} images once at batch {profile['batch']}, "
+                  "where the time went:", *profile["lines"]]
     lines.append(f"peak resident memory {result['peak_rss_mib']:.0f} MiB")
     return lines
 
