@@ -33,8 +33,9 @@ EXTRAS = (
           ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx")),
     Extra("quantize", "quantize (INT8) and convert --fp16 without TensorFlow (onnx, sympy)",
           ("onnx", "sympy")),
-    Extra("openvino", "backend openvino: bf16 and faster INT8 on CPUs (OpenVINO); beside cpu",
-          ("openvino",)),
+    Extra("openvino", "backend openvino: bf16 and faster INT8 on CPUs (OpenVINO); NNCF's "
+                      "INT8 for quantize and optimize; beside cpu",
+          ("openvino", "nncf")),
     Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
     Extra("sklearn", "fexport.runtime.ImageFeatures and the linear-probe accuracy "
                      "(scikit-learn)", ("sklearn",)),
@@ -48,8 +49,8 @@ EXTRAS = (
 PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "tf_keras": "export", "tf2onnx": "export", "onnx": "quantize",
                "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
-               "openvino": "openvino", "matplotlib": "bench", "starlette": "serve",
-               "uvicorn": "serve", "prometheus_client": "serve"}
+               "openvino": "openvino", "nncf": "openvino", "matplotlib": "bench",
+               "starlette": "serve", "uvicorn": "serve", "prometheus_client": "serve"}
 
 
 class MissingDependencyError(FexportError, ImportError):

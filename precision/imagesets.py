@@ -22,6 +22,10 @@ from .quality import MIN_EVALUATION_IMAGES
 # ONNX Runtime's calibrator needs one image to set each activation's range; whether a few were
 # enough is for the quality report to say, on the images kept apart, not for this count.
 MIN_CALIBRATION_IMAGES = 1
+# Below this many calibration images a variant is warned about, though still judged: on the
+# VWW MobileNet (32 held-out photos, a 2-core AMD EPYC) NNCF INT8 had max rel error 0.34 from
+# 8 images, 0.13 from 16 and 0.11 from 32, and mean cosine 0.9959, 0.9979 and 0.9982.
+ENOUGH_CALIBRATION_IMAGES = 32
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,15 @@ class ImageSets:
     def summary(self) -> str:
         calibrating = f"{len(self.calibration)} calibrate, " if self.calibrates else ""
         return f"{self.found}: {calibrating}{len(self.evaluation)} judge"
+
+    def warning(self) -> str | None:
+        """Why the calibration may be too small to trust, or None."""
+        count = len(self.calibration)
+        if not self.calibrates or count >= ENOUGH_CALIBRATION_IMAGES:
+            return None
+        return (f"only {count} calibration images: with fewer than "
+                f"{ENOUGH_CALIBRATION_IMAGES}, INT8 ranges miss activations that other images "
+                "reach; add images like the ones you will extract (--samples caps them)")
 
 
 def from_folders(calibration_dir, evaluation_dir, samples, precision) -> ImageSets:

@@ -1,8 +1,9 @@
 """`fexport optimize`: the fastest variant that keeps the features, chosen by measurement.
 
 Candidates are what this host can run: float32 on each backend, bf16 where the CPU has it in
-hardware, INT8 by each calibration method, and, when no INT8 passes, INT8 with its most
-sensitive nodes kept in float. Each is judged against float32 on images the calibration did not
+hardware, INT8 by each of ONNX Runtime's calibration methods and by NNCF (with and without
+accuracy control), and, when no INT8 passes, INT8 with the nodes kept in float that a measured
+search found to help. Each is judged against float32 on images the calibration did not
 see (quantize.judge, the path `quantize` and `convert` use) and timed on this host at one batch
 size, all candidates interleaved. The fastest one that passes, if it beats float32, is written
 with the whole table in its contract, and its contract names the backend it won on.
@@ -21,11 +22,9 @@ from fexport.runtime import backends, host
 from fexport.runtime.contract import write_onnx
 from fexport.runtime.extractor import FeatureExtractor
 
-from . import quality, quantize, sensitivity
+from . import nncf_int8, quality, quantize, sensitivity
 
-METHODS = ("percentile", "minmax", "entropy")
-# Nodes kept in float per step of the search, doubling: few steps, each a full quantization.
-KEEP_FLOAT_STEPS = (1, 2, 4, 8, 16, 32)
+METHODS = ("percentile", "minmax", "entropy")  # ONNX Runtime's, always there with fexport[cpu]
 
 
 @dataclass
@@ -49,8 +48,8 @@ class Candidate:
                 "images_per_s": self.images_per_s,
                 "speedup": self.images_per_s / baseline if baseline else None,
                 "min_cosine": report.min_cosine, "mean_cosine": report.mean_cosine,
-                "nearest_5": report.neighbour_overlap, "kept_float": list(report.kept_float),
-                "verdict": self.verdict}
+                "nearest_5": report.neighbour_overlap, "method": report.method,
+                "kept_float": list(report.kept_float), "verdict": self.verdict}
 
 
 # The float32 reference's row: it agrees with itself exactly.
@@ -73,14 +72,18 @@ class OptimizeResult:
 
     def lines(self) -> list[str]:
         header = (f"{'candidate':<34} {'backend':<12} {'precision':<9} {'images/s':>9} "
-                  f"{'speedup':>7} {'min cos':>8} {'mean cos':>8} {'near-5':>6}  verdict")
+                  f"{'speedup':>7} {'min cos':>8} {'vs plain':>8} {'mean cos':>8} "
+                  f"{'near-5':>6}  verdict")
         lines = [header]
         for r in self.rows:
+            gain = "" if r.get("gain") is None else f"{r['gain']:+.4f}"
             lines.append(f"{r['candidate']:<34} {r['backend']:<12} {r['precision']:<9} "
                          f"{r['images_per_s']:>9.1f} {r['speedup']:>6.2f}x "
-                         f"{r['min_cosine']:>8.4f} {r['mean_cosine']:>8.4f} "
+                         f"{r['min_cosine']:>8.4f} {gain:>8} {r['mean_cosine']:>8.4f} "
                          f"{r['nearest_5']:>6.0%}  {r['verdict']}")
-        return lines + self.notes
+        kept = [f"{r['candidate']}: {', '.join(r['kept_float'])}" for r in self.rows
+                if r["kept_float"] and r["backend"] == "onnxruntime"]
+        return lines + [f"kept in float, {entry}" for entry in kept] + self.notes
 
 
 def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE,
@@ -91,13 +94,20 @@ def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE
     base = quantize.QuantizeOptions(model, str(output), "int8", sets.calibration,
                                     len(sets.calibration), "percentile", sets.evaluation,
                                     quantize.labels_for(sets.evaluation), min_cosine)
-    notes = [] if backends.cuda_available() else ["no FP16 candidate: FP16 is for CUDA, and "
-                                                   "this host has no CUDA device"]
+    notes = _calibration_notes(sets)
+    if not backends.cuda_available():
+        notes.append("no FP16 candidate: FP16 is for CUDA, and this host has no CUDA device")
     candidates = _float32(model, reference, base) + _bf16(reference, base, workdir, notes)
     timer = _Timer(reference.contract, batch_size, iters)
-    candidates += _int8(reference, base, workdir, notes, (candidates, timer))
+    candidates += _int8(reference, base, workdir, notes)
     timer(candidates)  # all together, for the table
     return _finish(candidates, reference, output, batch_size, min_cosine, notes)
+
+
+def _calibration_notes(sets) -> list[str]:
+    counted = (f"INT8 calibrated on {len(sets.calibration)} images and judged on "
+               f"{len(sets.evaluation)} others")
+    return [counted] + ([f"warning: {warning}"] if (warning := sets.warning()) else [])
 
 
 def _float32(model, reference, base) -> list[Candidate]:
@@ -126,33 +136,53 @@ def _bf16(reference, base, workdir, notes) -> list[Candidate]:
     return [_judged("bf16", "openvino", "bf16", file, quantize.judge(file, reference, options))]
 
 
-def _int8(reference, base, workdir, notes, timing) -> list[Candidate]:
-    """INT8 by each method, on each backend; then, if none passes, the sensitive-node search
-    from the method that came closest."""
+def _int8(reference, base, workdir, notes) -> list[Candidate]:
+    """INT8 by each method, on each backend; then, if none but accuracy control passes, the
+    sensitive-node search from the method that came closest."""
     found, files = [], {}
-    for method in METHODS:
+    for method in METHODS + _nncf_methods(notes):
         options = dataclasses.replace(base, method=method)
         files[method] = quantize.build(options, reference, workdir)
         found += _on_backends(f"int8 {method}", files[method], reference, options, notes)
-    if not any(c.passed for c in found):
-        closest = max(found, key=lambda c: c.report.min_cosine)
-        method = closest.name.split()[-1]
-        others, timer = timing
-        timer(others)
-        best = max((c for c in others if c.passed), key=lambda c: c.images_per_s)
+    plain = [c for c in found if "nncf-accuracy" not in c.name]  # all INT8 but the fallback
+    if not any(c.passed for c in plain):
+        # fexport's search beside NNCF's accuracy control, from the closest plain method; the
+        # ranking reads ONNX Runtime's QDQ tensor names, so it comes from its closest method.
+        method, ranked_by = _closest(plain), _closest(c for c in plain if "nncf" not in c.name)
         found += _keep_float(reference, dataclasses.replace(base, method=method),
-                             (files[method], workdir), notes, (best, timer))
+                             (files[ranked_by], workdir), notes)
     return found
+
+
+def _closest(candidates) -> str:
+    """The method of the candidate with the highest min cosine."""
+    best = max(candidates, key=lambda c: c.report.min_cosine)
+    return best.name.removeprefix("int8 ").split(",")[0]  # "int8 minmax, float parts bf16"
+
+
+def _nncf_methods(notes) -> tuple[str, ...]:
+    if installed("nncf"):
+        return nncf_int8.METHODS
+    notes.append('no NNCF candidates: NNCF is not installed (pip install "fexport[openvino]")')
+    return ()
 
 
 def _on_backends(name, file, reference, options, notes) -> list[Candidate]:
     """An INT8 file on each backend and, where bf16 runs, on OpenVINO with its float parts in
     bf16 (a copy whose contract says so)."""
     backends = ["onnxruntime"] + (["openvino"] if installed("openvino") else [])
-    found = [_judged(name, backend, "int8", file,
-                     quantize.judge(file, reference, options, backend))
-             for backend in backends]
+    found = [c for backend in backends
+             if (c := _judged_on(name, backend, file, reference, options, notes))]
     return found + ([] if _bf16_missing() else _int8_bf16(name, file, reference, options, notes))
+
+
+def _judged_on(name, backend, file, reference, options, notes) -> Candidate | None:
+    try:
+        report = quantize.judge(file, reference, options, backend)
+    except DeviceError as exc:  # OpenVINO: nothing left in INT8 (all kept in float)
+        notes.append(f"no \"{name}\" candidate on {backend}: {exc}")
+        return None
+    return _judged(name, backend, "int8", file, report)
 
 
 def _int8_bf16(name, file, reference, options, notes) -> list[Candidate]:
@@ -166,29 +196,38 @@ def _int8_bf16(name, file, reference, options, notes) -> list[Candidate]:
     return [_judged(f"{name}, float parts bf16", "openvino", bf16.precision, marked, report)]
 
 
-def _keep_float(reference, options, files, notes, speed) -> list[Candidate]:
-    """Keep the nodes whose quantization loses most (lowest signal-to-noise on the
-    calibration images) in float, doubling their number, until the gate passes, half the
-    nodes are float, or the candidate is no longer faster than `best` passing one."""
-    (qdq_file, workdir), (best, timer) = files, speed
+def _keep_float(reference, options, files, notes) -> list[Candidate]:
+    """Nodes ranked by their local loss (signal-to-noise on the calibration images), then
+    kept in float one by one where the features gain (sensitivity.search); the nodes kept
+    make one candidate, judged on the held-out images like the others."""
+    qdq_file, workdir = files  # the file to rank nodes by: ONNX Runtime's INT8
     ranking = sensitivity.rank_nodes(Path(workdir) / "prepared.onnx", qdq_file,
                                      quantize.calibration_reader(options, reference), workdir)
-    names, tried = [name for name, _ in ranking], []
     notes.append("sensitive nodes, worst first (signal-to-quantization-noise, dB): " +
                  ", ".join(f"{name} {db:.1f}" for name, db in ranking[:8]))
-    for count in (c for c in KEEP_FLOAT_STEPS if c <= len(names) // 2):
-        kept = dataclasses.replace(options, nodes_to_exclude=names[:count])
-        step = _on_backends(f"int8 {options.method}, {count} nodes in float",
-                            quantize.build(kept, reference, workdir), reference, kept, notes)
-        tried += step
-        if any(c.passed for c in step):
-            break
-        timer([best, *step])
-        if max(c.images_per_s for c in step) <= best.images_per_s:
-            notes.append(f"search stopped at {count} nodes in float: no faster than "
-                         f"{best.name} on {best.backend}")
-            break
-    return tried
+    result = sensitivity.search([name for name, _ in ranking],
+                                _calibration_cosine(reference, options, workdir),
+                                quality.calibration_target(options.min_cosine))
+    notes.extend(result.lines())
+    if not result.kept:
+        return []
+    kept = dataclasses.replace(options, nodes_to_exclude=result.kept)
+    return _on_backends(f"int8 {options.method}, {len(result.kept)} nodes in float",
+                        quantize.build(kept, reference, workdir), reference, kept, notes)
+
+
+def _calibration_cosine(reference, options, workdir):
+    """The search's measure: min cosine to float32 on the calibration images of the INT8
+    file with `nodes` in float, on ONNX Runtime (the held-out images stay for the judge)."""
+    paths = options.calibration_images[:options.samples]
+    expected = reference.extract(paths)
+
+    def measure(nodes) -> float:
+        kept = dataclasses.replace(options, nodes_to_exclude=list(nodes))
+        candidate = FeatureExtractor(quantize.build(kept, reference, workdir), "cpu",
+                                     backend="onnxruntime")
+        return float(quality.row_cosines(expected, candidate.extract(paths)).min())
+    return measure
 
 
 def _judged(name, backend, precision, file, report: QualityReport) -> Candidate:
@@ -221,7 +260,7 @@ def _finish(candidates, reference, output, batch_size, min_cosine_required,
     fastest_fp32 = max(c.images_per_s for c in candidates if c.precision == "fp32")
     passing = [c for c in candidates if c.passed and c.precision != "fp32"
                and c.images_per_s > fastest_fp32]
-    rows = [c.row(baseline) for c in candidates]
+    rows = _with_gains([c.row(baseline) for c in candidates])
     result = OptimizeResult(rows, None, None, batch_size, min_cosine_required, notes)
     if not passing:
         notes.append("nothing beats float32 within the gate: no file written")
@@ -230,6 +269,19 @@ def _finish(candidates, reference, output, batch_size, min_cosine_required,
     result.chosen = best.row(baseline)
     result.written = _write(best, reference.contract, output, result)
     return result
+
+
+def _with_gains(rows) -> list[dict]:
+    """Each INT8 row with nodes in float gains (min cosine) over the plain INT8 of its method
+    on the same backend: "int8 minmax, 3 nodes in float" over "int8 minmax", and NNCF with
+    accuracy control over NNCF without."""
+    plain = {(r["candidate"], r["backend"]): r["min_cosine"] for r in rows}
+    for row in rows:
+        method = row["candidate"].split(",")[0].replace("nncf-accuracy", "nncf")
+        base = (method, row["backend"])
+        row["gain"] = row["min_cosine"] - plain[base] \
+            if row["kept_float"] and base in plain and base[0] != row["candidate"] else None
+    return rows
 
 
 def _write(best, contract, output, result) -> str:

@@ -24,6 +24,12 @@ MIN_EVALUATION_IMAGES = NEIGHBOURS + 2
 PROBE_FOLDS = 3  # the linear probe's cross-validation: each class needs this many images
 
 
+def calibration_target(min_cosine) -> float:
+    """What a search that measures on the calibration images aims at: half the gate's
+    distance from 1.0 (0.995 for 0.99), so that images it never saw keep some margin."""
+    return 1.0 - (1.0 - min_cosine) / 2
+
+
 def evaluate(reference, candidate, paths, labels=None,
              min_cosine=DEFAULT_MIN_COSINE) -> QualityReport:
     """Compare two FeatureExtractors on `paths`: the measurements, gated at `min_cosine`
@@ -86,4 +92,5 @@ def failure_message(report: QualityReport, output) -> str:
     return (f"{report.precision} features fall to cosine {report.min_cosine:.4f} of "
             f"float32 on at least one image (threshold {report.min_cosine_required:g}). "
             f"{output} was written for inspection. Try another --method (percentile, minmax, "
-            "entropy), more calibration images (--samples), or keep float32.")
+            "entropy, nncf, nncf-accuracy), more calibration images (--samples), or keep "
+            "float32.")

@@ -25,9 +25,10 @@ from fexport.runtime.contract import to_model_input, write_onnx
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import images
 
-from . import imagesets, quality, rewrites
+from . import imagesets, nncf_int8, quality, rewrites
 
-METHODS = ("minmax", "entropy", "percentile")
+# ONNX Runtime's calibration methods, then NNCF's (precision/nncf_int8.py).
+METHODS = ("minmax", "entropy", "percentile", *nncf_int8.METHODS)
 PRECISIONS = ("int8", "fp16", "bf16", "int8-bf16")  # int8-bf16: float parts in bf16
 
 
@@ -89,7 +90,14 @@ def judge(candidate, reference, options, backend="auto") -> QualityReport:
     return dataclasses.replace(
         report, precision=options.precision, method=_method_label(options),
         calibration_samples=_samples(options), measured_on=str(judged.ran),
-        reference=str(reference.ran), kept_float=tuple(options.nodes_to_exclude))
+        reference=str(reference.ran), kept_float=tuple(_kept_float(candidate, options)))
+
+
+def _kept_float(candidate, options) -> list[str]:
+    """The nodes asked to stay float, or those that NNCF's accuracy control put back."""
+    if options.method == "nncf-accuracy" and options.precision.startswith("int8"):
+        return nncf_int8.float_nodes(candidate)
+    return list(options.nodes_to_exclude)
 
 
 def judging_device(precision) -> str:
@@ -134,6 +142,9 @@ def _int8(options, reference, candidate, workdir) -> None:
     if not prepared.exists():  # one pre-processing serves every INT8 candidate of a model
         quant_pre_process(str(options.model), str(prepared))
         _rewrite_for_int8(prepared)
+    if options.method in nncf_int8.METHODS:
+        inputs = list(iter(calibration_reader(options, reference)))
+        return nncf_int8.quantize(prepared, candidate, options, reference, inputs)
     method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
               "percentile": q.CalibrationMethod.Percentile}[options.method]
     with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print progress
@@ -233,11 +244,17 @@ def _samples(options) -> int:
 
 
 def _method_label(options) -> str:
-    int8 = f"static QDQ, per-channel, {options.method}"
+    int8 = _NNCF_LABELS.get(options.method, f"static QDQ, per-channel, {options.method}")
     return {"int8": int8, "int8-bf16": f"{int8}; float parts in bfloat16 (OpenVINO CPU)",
             "fp16": "float16, float32 inputs and outputs",
             "bf16": "bfloat16 compute (OpenVINO CPU), float32 weights, inputs and outputs"}[
         options.precision]
+
+
+_NNCF_LABELS = {
+    "nncf": "NNCF post-training, full bias correction, min-max activation ranges",
+    "nncf-accuracy": "NNCF post-training with accuracy control (min cosine on the calibration "
+                     "images at least halfway from the gate to 1)"}
 
 
 def _save(candidate, contract, report: QualityReport, output) -> None:

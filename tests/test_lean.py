@@ -3,7 +3,8 @@ TensorFlow nor an inference engine: proven in fresh interpreters."""
 
 import blocking
 
-HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "ray", "openvino")  # on use
+HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "nncf", "ray",
+         "openvino")  # on use
 
 RUNTIME_PROBE = f"""
 import fexport.runtime, fexport.models, fexport.runtime.files.sinks, fexport.runtime.doctor

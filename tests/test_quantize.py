@@ -151,6 +151,31 @@ def test_cosine_below_the_threshold_fails_and_keeps_the_file(xception_onnx, imag
     assert out.exists() and quality_of(out).passed is False
 
 
+@pytest.mark.parametrize("method", ["nncf", "nncf-accuracy"])
+def test_nncf_int8_is_judged_by_the_same_gate(method, xception_onnx, image_sets, tmp_path):
+    """NNCF's INT8 is one more method, judged on the held-out images like the others. At a
+    gate of 0.99999999 plain NNCF is refused (exit 1, the file kept for inspection);
+    accuracy control reaches it only by putting operations back in float, and says which."""
+    calibration, evaluation = image_sets
+    out = tmp_path / f"{method}.int8.onnx"
+    proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
+                   "--eval-images", evaluation, "-o", out, "--min-cosine", "0.99999999",
+                   "--method", method, check=False)
+    report = quality_of(out)
+    assert report.method.startswith("NNCF post-training")
+    # The judge's number is the runtime's: recomputed here from the two files.
+    assert cosines(xception_onnx, out, evaluation).min() == pytest.approx(
+        report.min_cosine, abs=1e-6)
+    assert report.passed == (report.min_cosine >= 0.99999999)
+    if method == "nncf":
+        assert proc.returncode == 1 and "fall to cosine" in error_line(proc)
+        assert not report.passed and not report.kept_float
+    else:
+        assert proc.returncode == (0 if report.passed else 1)
+        weighted = [n for n in _graph(out).node if n.op_type == "Conv"]
+        assert 0 < len(report.kept_float) <= len(weighted)
+
+
 def test_fp16_keeps_float32_inputs_and_outputs(xception_onnx, image_sets, tmp_path):
     _, evaluation = image_sets
     out = tmp_path / "fer.fp16.onnx"

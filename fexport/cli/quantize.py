@@ -33,7 +33,9 @@ def quantize(
     output: Output = None,
     samples: Annotated[int, typer.Option(min=1, help="Calibration images to use.")]
     = QuantizeOptions.samples,
-    method: Annotated[str, typer.Option(help="percentile, minmax or entropy.")]
+    method: Annotated[str, typer.Option(
+        help="percentile, minmax or entropy (ONNX Runtime); nncf or nncf-accuracy (NNCF, the "
+             "second with accuracy control; needs fexport[openvino]).")]
     = QuantizeOptions.method,
     eval_images: EvalImages = None,
     min_cosine: MinCosine = DEFAULT_MIN_COSINE,
@@ -97,8 +99,8 @@ def optimize(
     """Write the fastest variant this host runs that keeps the features.
 
     Builds every variant this host can run (float32 per backend, bf16, INT8 per calibration
-    method, INT8 with sensitive nodes in float), judges each on images the calibration did not
-    see, times each, and writes the fastest that passes."""
+    method and by NNCF, INT8 with the nodes in float that a measured search found), judges each
+    on images the calibration did not see, times each, and writes the fastest that passes."""
     import tempfile
 
     from fexport.precision.quantize import derived_path
@@ -129,6 +131,8 @@ def make_variant(model_file, precision, calibration_dir, eval_dir, output=None, 
     refuse_existing([output], overwrite)
     sets = _image_sets(calibration_dir, eval_dir, samples, precision)
     typer.echo(sets.summary())
+    if warning := sets.warning():
+        typer.echo(f"warning: {warning}", err=True)
     options = q.QuantizeOptions(
         model_file, output, precision, sets.calibration,
         samples, method, sets.evaluation, q.labels_for(sets.evaluation), min_cosine)
