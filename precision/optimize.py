@@ -142,6 +142,9 @@ def _int8(reference, base, workdir, notes) -> list[Candidate]:
     found, files = [], {}
     for method in METHODS + _nncf_methods(notes):
         options = dataclasses.replace(base, method=method)
+        if method == "nncf-accuracy":
+            found += _tuned_per_backend(options, reference, workdir, notes)
+            continue
         files[method] = quantize.build(options, reference, workdir)
         found += _on_backends(f"int8 {method}", files[method], reference, options, notes)
     plain = [c for c in found if "nncf-accuracy" not in c.name]  # all INT8 but the fallback
@@ -167,11 +170,27 @@ def _nncf_methods(notes) -> tuple[str, ...]:
     return ()
 
 
+def _cpu_backends() -> list[str]:
+    return ["onnxruntime"] + (["openvino"] if installed("openvino") else [])
+
+
+def _tuned_per_backend(options, reference, workdir, notes) -> list[Candidate]:
+    """NNCF's accuracy control once per backend, each measuring on the kernels that will run
+    its file (nncf_int8.tuned_on), each judged there."""
+    found = []
+    for backend in _cpu_backends():
+        tuned = dataclasses.replace(options, tuned_on=backend)
+        file = quantize.build(tuned, reference, workdir)
+        if candidate := _judged_on("int8 nncf-accuracy", backend, file, reference, tuned,
+                                   notes):
+            found.append(candidate)
+    return found
+
+
 def _on_backends(name, file, reference, options, notes) -> list[Candidate]:
     """An INT8 file on each backend and, where bf16 runs, on OpenVINO with its float parts in
     bf16 (a copy whose contract says so)."""
-    backends = ["onnxruntime"] + (["openvino"] if installed("openvino") else [])
-    found = [c for backend in backends
+    found = [c for backend in _cpu_backends()
              if (c := _judged_on(name, backend, file, reference, options, notes))]
     return found + ([] if _bf16_missing() else _int8_bf16(name, file, reference, options, notes))
 

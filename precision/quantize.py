@@ -47,6 +47,9 @@ class QuantizeOptions:
     labels: list | None = None  # one per evaluation image, for the linear-probe accuracy
     min_cosine: float = quality.DEFAULT_MIN_COSINE
     nodes_to_exclude: list = field(default_factory=list)  # INT8: nodes kept in float
+    # nncf-accuracy: the backend its accuracy control measures on; None: the one INT8 files
+    # open on here (backends.int8_backend), which is where the judge runs them.
+    tuned_on: str | None = None
 
 
 def quantize(options: QuantizeOptions) -> QualityReport:
@@ -245,6 +248,8 @@ def _samples(options) -> int:
 
 def _method_label(options) -> str:
     int8 = _NNCF_LABELS.get(options.method, f"static QDQ, per-channel, {options.method}")
+    if options.method == "nncf-accuracy":
+        int8 += f", measured on {nncf_int8.tuned_on(options)}"
     return {"int8": int8, "int8-bf16": f"{int8}; float parts in bfloat16 (OpenVINO CPU)",
             "fp16": "float16, float32 inputs and outputs",
             "bf16": "bfloat16 compute (OpenVINO CPU), float32 weights, inputs and outputs"}[

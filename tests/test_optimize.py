@@ -60,6 +60,9 @@ def test_the_table_lists_every_candidate_with_its_verdict(strict_run):
         assert row["verdict"] == "pass" or row["verdict"].startswith("min cosine")
         assert row["images_per_s"] > 0 and 0 < row["nearest_5"] <= 1
     assert ("int8 nncf-accuracy", "onnxruntime") in names
+    # Accuracy control measured on the kernels that run its file, one file per backend.
+    for row in (r for r in rows if r["candidate"] == "int8 nncf-accuracy"):
+        assert row["method"].endswith(f"measured on {row['backend']}")
     int8 = [r for r in rows if r["precision"] == "int8" and "accuracy" not in r["candidate"]]
     assert int8 and all(r["verdict"] != "pass" for r in int8)  # none meets 0.9999
     # Every candidate is judged by the same gate: a pass is at or above it, a refusal below.
