@@ -13,10 +13,17 @@ Keras pipeline bit for bit. The rule for odd images is Keras's, because it is PI
 - EXIF orientation is ignored unless `exif=True` (Keras ignores it too);
 - the format is read from the content, not the extension (a PNG named .jpg is a PNG).
 
+With `resizer="keras-ops"` the resize is instead KerasHub's: `keras.ops.image.resize` on the
+TensorFlow backend (an ImageConverter's `interpolation`, `antialias` and `crop_to_aspect_ratio`
+are `resample`, `antialias` and `keep_aspect`), reproduced in numpy by files/resizing.py on the
+full-size image, decoded and converted as above, so features match KerasHub's predict pipeline
+(`load_img(path)`, `img_to_array`, the converter); pixels are then float32, not whole values.
+
 Arrays at the model's size, of any bool, integer or float dtype, pass through as float32 (values
 unchecked), one image or a batch, in the layout of the model's input or channels-last: see
-ARRAY_FORMS. uint8 (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) arrays of other sizes go through
-PIL like an image. Anything else raises ImageError naming the shapes the model accepts.
+ARRAY_FORMS. uint8 (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) arrays of other sizes are
+converted and resized like an image, by the chosen resizer. Anything else raises ImageError
+naming the shapes the model accepts.
 
 Every input that cannot be read or converted raises ImageError with a one-line reason: missing
 or not a regular file, empty, unknown format, damaged or truncated, a mode PIL cannot convert.
@@ -36,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fexport.errors import ImageError, UsageError, whole_sentences
+from fexport.runtime.files import resizing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".jfif")
@@ -58,6 +66,10 @@ GRAYSCALE_MODES = ("L", "I;16", "I")
 # scaled against bilinear unscaled: 1.000). Pillow's draft was kept over simplejpeg and
 # PyTurboJPEG: the same libjpeg-turbo, already installed, behind the one decoder of every format.
 DECODE_QUALITIES = ("exact", "fast")
+# "pil" resizes as keras.utils.load_img does (Pillow, any of RESAMPLING); "keras-ops" as
+# keras.ops.image.resize does on the TensorFlow backend, KerasHub's ImageConverter (see
+# files/resizing.py: nearest, bilinear or bicubic, with or without antialias).
+RESIZERS = ("pil", "keras-ops")
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class LoadOptions:
     exif: bool = False  # apply the EXIF orientation tag
     layout: str = "nhwc"  # the model input's layout: how arrays are read (ARRAY_FORMS)
     decode_quality: str = "exact"  # or "fast": see DECODE_QUALITIES
+    resizer: str = "pil"  # or "keras-ops": see RESIZERS
+    antialias: bool = False  # low-pass when downscaling; the keras-ops resizer only
 
     def __post_init__(self):
         if self.resample not in RESAMPLING:
@@ -80,6 +94,24 @@ class LoadOptions:
         if self.decode_quality not in DECODE_QUALITIES:
             raise UsageError(f"decode quality {self.decode_quality!r}: expected exact (every "
                              "pixel, as Keras) or fast (JPEGs decoded at reduced size)")
+        self._check_resizer()
+
+    def _check_resizer(self):
+        if self.resizer not in RESIZERS:
+            raise UsageError(f"unknown resizer {self.resizer!r}; expected pil (as "
+                             "keras.utils.load_img) or keras-ops (as keras.ops.image.resize, "
+                             "KerasHub's ImageConverter)")
+        if self.keras_ops and self.resample not in resizing.INTERPOLATIONS:
+            raise UsageError(f"resampling {self.resample!r} with the keras-ops resizer; "
+                             f"expected one of {', '.join(resizing.INTERPOLATIONS)}")
+        if self.antialias and not self.keras_ops:
+            # Pillow's filters other than nearest always antialias: there is nothing to turn on.
+            raise UsageError("antialias=True needs resizer='keras-ops'; the pil resizer "
+                             "antialiases with every filter but nearest already")
+
+    @property
+    def keras_ops(self) -> bool:
+        return self.resizer == "keras-ops"
 
     @property
     def fast(self) -> bool:
@@ -135,8 +167,9 @@ def load(item, options: LoadOptions) -> np.ndarray:
 
 def load_native(item, options: LoadOptions, lap=None) -> np.ndarray:
     """A path, bytes or PIL image decoded, converted and resized, as an (H, W, C) array of the
-    image's own pixel type (uint8 for most files), or an array read as `load` reads it (float32):
-    what `load` makes float32. `lap(stage)`, when given, is called as the image is opened (its
+    image's own pixel type (uint8 for most files) with the pil resizer, float32 with keras-ops
+    (its resize interpolates in float32), or an array read as `load` reads it (float32): what
+    `load` makes float32. `lap(stage)`, when given, is called as the image is opened (its
     header read), decoded and resized (fexport.runtime.stages.Laps)."""
     lap = lap or _no_lap
     if isinstance(item, np.ndarray):
@@ -146,7 +179,7 @@ def load_native(item, options: LoadOptions, lap=None) -> np.ndarray:
                          "numpy array")
     image = item if isinstance(item, Image.Image) else _open(item, options, lap)
     try:
-        array = _native_array(_resize(_convert(image, options), options))
+        array = _resized(_convert(image, options), options)
         lap("resize")
         return array
     except ImageError:
@@ -224,6 +257,16 @@ def _convert(image: Image.Image, options: LoadOptions) -> Image.Image:
                      f"{options.channels}. Pass arrays of shape (H, W, {options.channels}).")
 
 
+def _resized(image: Image.Image, options: LoadOptions) -> np.ndarray:
+    """A converted image at the model's size, by the chosen resizer: with keras-ops the
+    full-size pixels through files/resizing.py, as float32 (like TF, it leaves an image already
+    at the size unchanged), else through Pillow, in the image's own pixel type."""
+    if not options.keras_ops:
+        return _native_array(_resize(image, options))
+    return resizing.resize(_native_array(image), options.height, options.width,
+                           options.resample, options.antialias, options.keep_aspect)
+
+
 def _resize(image: Image.Image, options: LoadOptions) -> Image.Image:
     size = (options.width, options.height)
     if image.size == size:
@@ -257,8 +300,9 @@ ARRAY_FORMS = {"nhwc": ("NHWC", "HWC", "HW"),
 
 
 def _from_array(array: np.ndarray, options: LoadOptions) -> np.ndarray:
-    """Real-valued arrays at the model's size pass through; uint8 arrays of other sizes go
-    through PIL; anything else (other shapes, complex, strings, objects, no pixels) is refused."""
+    """Real-valued arrays at the model's size pass through; uint8 arrays of other sizes are
+    converted by PIL and resized by the chosen resizer; anything else (other shapes, complex,
+    strings, objects, no pixels) is refused."""
     form = _form_of(array, options, batch=False)
     if form and array.dtype.kind in "biuf":
         return _as_hwc(array, form).astype(np.float32, copy=False)
@@ -267,7 +311,7 @@ def _from_array(array: np.ndarray, options: LoadOptions) -> np.ndarray:
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] in (1, 3, 4) \
             and array.size:
         image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-        return _native_array(_resize(_convert(image, options), options)).astype(np.float32)
+        return _resized(_convert(image, options), options).astype(np.float32, copy=False)
     raise ImageError(
         f"{describe(array)}: this model takes arrays shaped {accepted_shapes(options)} (bool, "
         "integer or float), or non-empty uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fexport.errors import ImageError, UsageError
-from fexport.runtime.files import images
+from fexport.runtime.files import images, resizing
 from fexport.runtime.files.images import LoadOptions
 
 RGB = LoadOptions(16, 16)
@@ -279,3 +279,79 @@ def test_fast_decoding_leaves_other_formats_exact(tmp_path):
 def test_decode_quality_is_checked():
     with pytest.raises(UsageError, match="decode quality 'quick': expected exact"):
         LoadOptions(16, 16, decode_quality="quick")
+
+
+KERAS_OPS = LoadOptions(24, 32, resizer="keras-ops", resample="bilinear")
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"resizer": "tf"}, "unknown resizer 'tf'; expected pil .* or keras-ops"),
+    ({"resizer": "keras-ops", "resample": "lanczos"},
+     "resampling 'lanczos' with the keras-ops resizer; expected one of nearest, bilinear, "
+     "bicubic"),
+    ({"antialias": True}, "antialias=True needs resizer='keras-ops'"),
+])
+def test_resizer_options_are_checked(fields, words):
+    with pytest.raises(UsageError, match=words):
+        LoadOptions(16, 16, **fields)
+
+
+def test_an_unknown_interpolation_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown interpolation 'area' .* expected one of "
+                                         "nearest, bilinear, bicubic"):
+        resizing.resize(np.zeros((4, 4, 3), np.float32), 2, 2, "area")
+
+
+@pytest.mark.parametrize("resample", resizing.INTERPOLATIONS)
+@pytest.mark.parametrize("antialias", [False, True])
+def test_keras_ops_loads_a_photo_as_float32_at_the_models_size(tmp_path, resample, antialias):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_big_jpeg())
+    options = dataclasses.replace(KERAS_OPS, resample=resample, antialias=antialias)
+    native = images.load_native(str(path), options)
+    assert native.dtype == np.float32 and native.shape == (24, 32, 3)
+    np.testing.assert_array_equal(images.load(str(path), options), native)
+    assert 0 <= native.min() and native.max() <= 255
+
+
+def test_keras_ops_leaves_an_image_at_the_models_size_unchanged(image_paths, pixels):
+    loaded = images.load_native(image_paths[0], dataclasses.replace(KERAS_OPS, height=16,
+                                                                      width=16))
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, pixels[0])
+
+
+def test_keras_ops_resizes_uint8_arrays_of_another_size():
+    ramp = np.broadcast_to(np.arange(0, 32, 4, dtype=np.uint8)[None, :, None], (8, 8, 3))
+    loaded = images.load(np.ascontiguousarray(ramp), dataclasses.replace(KERAS_OPS, height=4,
+                                                                           width=4))
+    # Halving a ramp with half-pixel centres averages pixel pairs: values between the pixels'.
+    np.testing.assert_array_equal(loaded[0, :, 0], [2, 10, 18, 26])
+
+
+@pytest.mark.parametrize("interpolation", resizing.INTERPOLATIONS)
+@pytest.mark.parametrize("antialias", [False, True])
+@pytest.mark.parametrize("source, target", [((37, 53), (16, 16)), ((5, 7), (30, 11)),
+                                            ((300, 200), (7, 224))])
+@pytest.mark.parametrize("crop", [False, True])
+def test_a_constant_image_stays_constant(interpolation, antialias, source, target, crop):
+    flat = np.full((*source, 3), 137.25, np.float32)
+    resized = resizing.resize(flat, *target, interpolation, antialias, crop)
+    assert resized.dtype == np.float32 and resized.shape == (*target, 3)
+    # The weights sum to 1 only to float32 rounding, as in TF: a few ulps of 137.
+    np.testing.assert_allclose(resized, 137.25, rtol=1e-6)
+
+
+def test_bilinear_upscale_uses_half_pixel_centres_and_clamps_at_the_edges():
+    # Output i samples input (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25: the outer ones
+    # clamp to the edge pixel, the inner ones are 3:1 and 1:3 blends.
+    corners = np.array([[0, 4], [8, 12]], np.float32)[:, :, None]
+    expected = np.array([[0, 1, 3, 4], [2, 3, 5, 6], [6, 7, 9, 10], [8, 9, 11, 12]], np.float32)
+    resized = resizing.resize(corners, 4, 4, "bilinear")
+    np.testing.assert_array_equal(resized[:, :, 0], expected)
+
+
+def test_the_keras_crop_keeps_the_centre_with_float32_rounding():
+    assert resizing.crop_box(480, 640, 224, 224) == (0, 80, 480, 480)
+    assert resizing.crop_box(451, 300, 100, 300) == (175, 0, 100, 300)
+    assert resizing.crop_box(3, 1000, 7, 3) == (0, 499, 3, 1)  # never below 1 pixel
