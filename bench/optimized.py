@@ -14,7 +14,6 @@ Writes bench/results/optimize-<cpu>-<flags>.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -135,18 +134,9 @@ def _keras_lines(bench) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--allow-load", action="store_true")
-    args = parser.parse_args(argv)
-    data = run(args.iters)
-    if message := publish.refusal(data, args.allow_load):
-        print(message, file=sys.stderr)
-        return 1
-    written = publish.write(data, engines.RESULTS / engines.name_for(data["machine"],
-                                                                     "optimize"), markdown(data))
-    print(written[-1])
-    return 0
+    return publish.main(__doc__.splitlines()[0], run, markdown,
+                        lambda machine: engines.RESULTS / engines.name_for(machine, "optimize"),
+                        10, argv)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,21 @@ def write(data: dict, stem: Path, markdown: str) -> list[Path]:
     atomic.write_bytes(json_file, json.dumps(data, indent=1).encode())
     atomic.write_bytes(md, markdown.encode())
     return [json_file, md]
+
+
+def main(description, run, markdown, stem_of, iters, argv=None) -> int:
+    """A suite's command line: `--iters`, `--allow-load`; run, refuse numbers taken under load,
+    write the results to `stem_of(machine)` (.json and .md) and print the markdown's path."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--iters", type=int, default=iters)
+    parser.add_argument("--allow-load", action="store_true")
+    args = parser.parse_args(argv)
+    data = run(args.iters)
+    if message := refusal(data, args.allow_load):
+        print(message, file=sys.stderr)
+        return 1
+    print(write(data, stem_of(data["machine"]), markdown(data))[-1])
+    return 0

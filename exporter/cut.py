@@ -92,9 +92,13 @@ def layer_output(layer):
                          "has no single output to cut at; choose another layer") from exc
 
 
-def cut(model, layers):
-    """A model from the original inputs to the outputs of `layers`, in that order."""
-    outputs = [layer_output(layer) for layer in layers]
+def cut(model, layers, tensors=None):
+    """A model from the original inputs to the outputs of `layers`, in that order. `tensors`
+    ({layer name: output}) gives the output of layers that are used in more than one graph
+    (a flattened KerasHub model's, exporter/hub.py), in `model`'s graph."""
+    tensors = tensors or {}
+    outputs = [tensors[layer.name] if layer.name in tensors else layer_output(layer)
+               for layer in layers]
     return keras_module(model).Model(model.inputs, outputs, name="fexport_cut")
 
 

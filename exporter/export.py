@@ -11,7 +11,7 @@ from fexport.export_options import RECOMMENDED, ExportOptions
 from fexport.reports import SHAPE_MISMATCH, CheckResult, VerificationReport
 from fexport.runtime.contract import Contract, InputSpec, write_onnx
 
-from . import convert, cut, graph, heads, layouts, load, save
+from . import convert, cut, graph, heads, hub, hub_cuts, layouts, load, save
 from . import verify as verification
 
 __all__ = ["RECOMMENDED", "ExportOptions", "ExportResult", "export"]
@@ -56,6 +56,15 @@ class Prepared:
     layout: layouts.ModelLayout  # how the Keras model takes its images and holds its outputs
     flatten_order: str  # options.flatten_order, or the cut layer's own
     renamed: list = field(default_factory=list)  # (layer, name) renamed for TensorFlow scopes
+    hub: hub.ImageSide | None = None  # a KerasHub model's image side, with its converter
+
+    @property
+    def prefix_tokens(self) -> int | None:
+        return self.hub.prefix_tokens if self.hub else None
+
+    @property
+    def converter(self) -> hub.Converter | None:
+        return self.hub.converter if self.hub else None
 
 
 def export(options: ExportOptions) -> ExportResult:
@@ -71,26 +80,55 @@ def _convert_and_verify(prepared, options) -> ExportResult:
     contract = make_contract(prepared, options)
     function, lifted = _feature_function(prepared, contract, options, lift=True)
     proto = convert.to_onnx(function, lifted, options.opset)
+    if save.needs_external_data(proto):
+        return _convert_large(proto, prepared, contract, options)
     report = _verify(proto, contract, prepared, options) if options.verify else None
     contract.verification = report
     written = []
     if options.output:
         write_onnx(proto, contract, options.output)
         written.append(str(options.output))
-    if options.saved_model:
-        plain, _ = _feature_function(prepared, contract, options, lift=False)
-        save.save_saved_model(plain, prepared.cut_model, contract, options.saved_model)
-        written.append(str(options.saved_model))
+    written += _saved_model(prepared, contract, options)
     if report and not report.passed:
         raise VerificationError(_failure_message(report, written), report)
     return ExportResult(contract, written, report)
 
 
+def _convert_large(proto, prepared, contract, options) -> ExportResult:
+    """A model past protobuf's 2 GiB: written first, with its weights in a sidecar file, then
+    verified from the file (a session cannot be made from bytes that cannot be serialized)."""
+    if not options.output:
+        raise UsageError(f"the model's weights take {save.initializer_bytes(proto) / 2**30:.1f} "
+                         "GiB, past what one ONNX protobuf holds; pass -o FILE.onnx (its "
+                         "weights go to FILE.onnx.data)")
+    save.write_with_external_data(proto, contract, options.output)
+    written = [str(options.output), str(save.sidecar_of(options.output))]
+    report = None
+    if options.verify:
+        report = _verify(str(options.output), contract, prepared, options)
+        contract.verification = report
+        save.rewrite_contract(options.output, contract)
+    written += _saved_model(prepared, contract, options)
+    if report and not report.passed:
+        raise VerificationError(_failure_message(report, written), report)
+    return ExportResult(contract, written, report)
+
+
+def _saved_model(prepared, contract, options) -> list[str]:
+    if not options.saved_model:
+        return []
+    plain, _ = _feature_function(prepared, contract, options, lift=False)
+    save.save_saved_model(plain, prepared.cut_model, contract, options.saved_model)
+    return [str(options.saved_model)]
+
+
 def _feature_function(prepared, contract, options, lift):
     mode = prepared.mode if options.bake_preprocessing else "none"
-    return graph.feature_function(prepared.cut_model, contract.input, prepared.layout, mode,
-                                  options.head, prepared.flatten_order, contract.output_name,
-                                  lift)
+    steps = graph.Steps(mode, contract.preprocessing_scale, contract.preprocessing_offset,
+                        options.head, prepared.flatten_order, prepared.prefix_tokens or 0,
+                        options.normalize)
+    return graph.feature_function(prepared.cut_model, contract.input, prepared.layout, steps,
+                                  contract.output_name, lift)
 
 
 def _check_options(options):
@@ -99,7 +137,8 @@ def _check_options(options):
     if options.output and not str(options.output).endswith(".onnx"):
         raise UsageError(f"-o {options.output}: the ONNX output must end in .onnx")
     choices = {"layout": layouts.LAYOUTS, "input_dtype": ("float32", "uint8"),
-               "flatten_order": heads.FLATTEN_ORDERS, "head": heads.HEADS}
+               "flatten_order": heads.FLATTEN_ORDERS, "head": heads.HEADS,
+               "normalize": heads.NORMALIZATIONS}
     for name, allowed in choices.items():
         if getattr(options, name) not in (*allowed, None):
             raise UsageError(f"--{name.replace('_', '-')} {getattr(options, name)!r}: expected "
@@ -112,19 +151,34 @@ def _check_options(options):
 def prepare(options) -> Prepared:
     """Load the model, choose its layers and fix its input: everything but the conversion."""
     selectors = [cut.parse_selector(s) for s in options.layers]
-    model, source, spec = _load(options, selectors)
-    layers = [_resolve(model, spec, s) for s in selectors]
+    side = hub.side_for(options)
+    model, source, spec = (side.model, hub.source_of(side, options.source), None) if side else \
+        _load(options, selectors)
+    layers = [_resolve(model, spec, s, side, options.head) for s in selectors]
     names = [layer.name for layer in layers]
     renamed = cut.make_names_scope_safe(model)
     layout = layouts.of_model(model)
     input_spec = _input_spec(model, layout, options)
-    cut_model = fix_input_size(cut.cut(model, layers), input_spec, layout)
-    mode = options.preprocess or (spec.preprocessing if spec else "none")
+    cut_model = fix_input_size(cut.cut(model, layers, side.tensors if side else None),
+                               input_spec, layout)
+    mode = options.preprocess or _default_mode(spec, side)
     models.preprocessing.check_mode(mode, input_spec.channels)
+    if mode == "scale_offset" and not (side and side.converter):
+        raise UsageError("--preprocess scale_offset takes its numbers from a KerasHub "
+                         "ImageConverter, and this model has none; use caffe, tf, torch or none")
     for layer, shape in zip(layers, output_shapes(cut_model, layout)):
-        heads.check(options.head, shape, layer.name)
+        heads.check(options.head, shape, layer.name, side.prefix_tokens if side else None)
     return Prepared(cut_model, source, names, input_spec, mode, spec, layout,
-                    options.flatten_order or layout.flatten_order(), renamed)
+                    options.flatten_order or layout.flatten_order(), renamed, side)
+
+
+def _default_mode(spec, side) -> str:
+    if spec:
+        return spec.preprocessing
+    converter = side.converter if side else None
+    if converter and (converter.scale or converter.offset):
+        return "scale_offset"
+    return "none"
 
 
 def _load(options, selectors):
@@ -145,7 +199,9 @@ def _all_found(model, selectors):
     return all(s == RECOMMENDED or s in names for s in selectors if isinstance(s, str))
 
 
-def _resolve(model, spec, selector):
+def _resolve(model, spec, selector, side=None, head=None):
+    if side:
+        return hub_cuts.resolve_layer(model, side, selector, head)
     if selector != RECOMMENDED:
         return cut.resolve(model, selector)
     if spec and spec.feature_layer:
@@ -195,14 +251,19 @@ def output_shapes(cut_model, layout):
 def make_contract(prepared: Prepared, options) -> Contract:
     dims = [heads.feature_dim(options.head, s)
             for s in output_shapes(prepared.cut_model, prepared.layout)]
-    source = prepared.source
+    source, converter = prepared.source, prepared.converter
+    scaling = converter if converter and prepared.mode == "scale_offset" else None
     return Contract(
         source=source.name, source_kind=source.kind, source_class=source.model_class,
         weights=source.weights,
         layers=prepared.layer_names, head=options.head, input=prepared.input_spec,
         preprocessing=prepared.mode, preprocessing_baked=options.bake_preprocessing,
         feature_dim=sum(dims), flatten_order=prepared.flatten_order, seed=source.seed,
-        include_top=source.include_top, versions=_versions(source, options.opset))
+        include_top=source.include_top, versions=_versions(source, options.opset),
+        preprocessing_scale=scaling.scale if scaling else None,
+        preprocessing_offset=scaling.offset if scaling else None,
+        resize=converter.resize.to_dict() if converter and converter.image_size else None,
+        normalize=options.normalize)
 
 
 def _versions(source, opset) -> dict:
@@ -217,19 +278,28 @@ def _versions(source, opset) -> dict:
         import tf_keras
 
         versions["tf_keras"] = tf_keras.__version__
+    if source.kind == "preset" or source.model_class and "Backbone" in source.model_class:
+        versions["keras_hub"] = hub.keras_hub().__version__
     return versions
 
 
 def reference_for(prepared: Prepared, options) -> verification.Reference:
-    preprocess = verification.keras_preprocess(prepared.mode, prepared.spec)
+    converter = prepared.converter
+    preprocess = verification.hub_preprocess(converter.layer) \
+        if prepared.mode == "scale_offset" else \
+        verification.keras_preprocess(prepared.mode, prepared.spec)
     return verification.Reference(prepared.cut_model, preprocess, options.head,
-                                  prepared.flatten_order, prepared.layout)
+                                  prepared.flatten_order, prepared.layout,
+                                  prepared.prefix_tokens or 0, options.normalize,
+                                  converter.layer if converter and converter.image_size
+                                  else None)
 
 
 def _verify(proto, contract, prepared, options) -> VerificationReport:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    model = proto if isinstance(proto, str) else proto.SerializeToString()  # a path, or bytes
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     return verification.verify(session, contract, reference_for(prepared, options),
                          options.verify_images, options.rtol, options.min_cosine)
 
@@ -267,7 +337,8 @@ def options_from_contract(contract, source=None, **overrides) -> ExportOptions:
         layout=contract.input.layout, input_dtype=contract.input.dtype,
         batch=contract.input.batch, preprocess=contract.preprocessing,
         bake_preprocessing=contract.preprocessing_baked, flatten_order=contract.flatten_order,
-        seed=contract.seed if contract.seed is not None else 0, output="unused.onnx")
+        seed=contract.seed if contract.seed is not None else 0, output="unused.onnx",
+        normalize=contract.normalize)
     for name, value in overrides.items():
         setattr(options, name, value)
     return options
@@ -280,7 +351,7 @@ def reference_from_contract(contract, source=None, unsafe=False) -> verification
         raise UsageError(f"this file was exported from an in-memory {contract.source_class} "
                          f"{contract.source!r}, which fexport cannot rebuild: save the model "
                          "(model.save('m.keras')) and pass --source m.keras")
-    if contract.source_kind not in ("registry", "file", "memory"):
+    if contract.source_kind not in ("registry", "file", "memory", "preset"):
         raise UsageError("this ONNX file was not exported by fexport, so there is no Keras "
                          "model to compare it with")
     options = options_from_contract(contract, source, unsafe=unsafe)

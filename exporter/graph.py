@@ -10,6 +10,7 @@ uses and Keras's `preprocess_input` applies.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import tensorflow as tf
 
@@ -21,7 +22,20 @@ from fexport.runtime.files import (
 from . import heads, layouts
 
 
-def preprocess_tf(mode, x):
+@dataclass(frozen=True)
+class Steps:
+    """What the graph does around the cut model: preprocessing before it, heads after it."""
+
+    mode: str  # a preprocessing mode (fexport.models.preprocessing.MODES)
+    scale: list | None  # scale_offset's numbers (one, or one per channel)
+    offset: list | None
+    head: str
+    flatten_order: str
+    prefix_tokens: int = 0  # class + register tokens of token outputs (the token heads)
+    normalize: str | None = None  # "l2": unit-length feature rows
+
+
+def preprocess_tf(mode, x, scale=None, offset=None):
     if mode == "caffe":
         # RGB -> BGR as a Gather of the channels, not tf.reverse: tf2onnx turns the reverse into
         # ReverseSequence, which OpenVINO's CPU plugin runs with a reference kernel (2.9 ms of
@@ -33,6 +47,9 @@ def preprocess_tf(mode, x):
     if mode == "torch":
         x = x / pp.TORCH_SCALE - tf.constant(pp.TORCH_RGB_MEAN, tf.float32)
         return x / tf.constant(pp.TORCH_RGB_STD, tf.float32)
+    if mode == "scale_offset":  # KerasHub's ImageConverter: x * scale + offset
+        x = x * tf.constant(scale, tf.float32) if scale else x
+        return x + tf.constant(offset, tf.float32) if offset else x
     return x
 
 
@@ -49,8 +66,7 @@ FROZEN_BUDGET_BYTES = 384 * 2**20
 LIFTED_PREFIX = "fexport_weight_"
 
 
-def feature_function(cut_model, spec, layout, mode, head, flatten_order, output_name,
-                     lift=False):
+def feature_function(cut_model, spec, layout, steps: Steps, output_name, lift=False):
     """(tf.function over `spec`'s input returning the features, {input name: lifted weight}).
 
     `layout` (exporter/layouts.py) says how the Keras model takes its images and holds its
@@ -63,13 +79,15 @@ def feature_function(cut_model, spec, layout, mode, head, flatten_order, output_
     @tf.function(input_signature=signature)
     def features(images, *weights):
         x = pixels.to_nhwc(tf.cast(images, tf.float32), spec.layout, tf)
-        x = pixels.from_nhwc(preprocess_tf(mode, x), layout.input, tf)
-        outputs = _call(cut_model, x, list(lifted.values()), weights)
+        x = preprocess_tf(steps.mode, x, steps.scale, steps.offset)
+        outputs = _call(cut_model, pixels.from_nhwc(x, layout.input, tf),
+                        list(lifted.values()), weights)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        parts = [heads.apply_tf(head, layouts.output_to_channels_last(out, layout, tf),
-                                flatten_order) for out in outputs]
+        parts = [heads.apply_tf(steps.head, layouts.output_to_channels_last(out, layout, tf),
+                                steps.flatten_order, steps.prefix_tokens) for out in outputs]
         joined = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+        joined = heads.normalize_tf(steps.normalize, joined)
         return {output_name: tf.identity(joined, name=output_name)}
 
     return features, lifted

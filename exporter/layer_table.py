@@ -9,11 +9,15 @@ from pathlib import Path
 from fexport import models
 from fexport.errors import LayerError
 
-from . import cut, layouts, load
+from . import cut, hub, layouts, load
 
 
 def load_for_listing(source, weights="none", input_size=None, unsafe=False):
-    """The full model (with its top, so every layer is listed); weights do not change shapes."""
+    """The full model (with its top, so every layer is listed); weights do not change shapes.
+    For a KerasHub source, its flat image side (exporter/hub.py) in place of the spec."""
+    if hub.is_wanted(source):
+        side = hub.load(source)
+        return side.model, side
     if load.is_live_model(source):
         return load.live_model(source)[0], None
     if Path(source).exists():
@@ -34,16 +38,43 @@ class LayerRow:
     flatten: int | None
     avg: int | None
     max: int | None
+    point: str | None = None  # a KerasHub cut point naming this layer ("block:3", "P4")
+    cls: int | None = None  # the token heads' widths (transformer token outputs)
+    mean: int | None = None
+    cls_mean: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def layer_rows(model, spec=None) -> list[LayerRow]:
+    """One row per layer; `spec` is the registry's ModelSpec, or a KerasHub ImageSide."""
+    if isinstance(spec, hub.ImageSide):
+        return _hub_rows(model, spec)
     recommended = _recommended(model, spec)
     layout = layouts.of_model(model)
     return [_row(index, layer, layer.name in recommended, layout)
             for index, layer in enumerate(model.layers)]
+
+
+def _hub_rows(model, side) -> list[LayerRow]:
+    layout, recommended = layouts.of_model(model), {side.tokens_layer, side.pooled_layer}
+    points = {}
+    for point, name in side.points.items():  # the first (block:K) names each layer
+        points.setdefault(name, point)
+    rows = []
+    for index, layer in enumerate(model.layers):
+        row = _row(index, layer, layer.name in recommended, layout)
+        row.point = points.get(layer.name)
+        if side.prefix_tokens is not None and row.output_shape and len(row.output_shape) == 3:
+            width = row.output_shape[-1]
+            row.avg = row.max = None  # token outputs take mean, not avg/max over all tokens
+            row.mean = width
+            row.cls, row.cls_mean = (width, 2 * width) if side.prefix_tokens else (None, None)
+        rows.append(row)
+    if side.prefix_tokens is None and not (side.tokens_layer or side.pooled_layer):
+        rows[-1].recommended = True  # a CNN backbone: its output
+    return rows
 
 
 def _recommended(model, spec) -> set[str]:

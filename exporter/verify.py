@@ -45,6 +45,9 @@ class Reference:
     head: str
     flatten_order: str
     layout: layouts.ModelLayout  # the model's own input layout, where Keras is fed
+    prefix_tokens: int = 0  # class + register tokens, for the token heads
+    normalize: str | None = None
+    converter: object = None  # a KerasHub ImageConverter that resizes: checked on photos
 
     def network_input(self, pixels: np.ndarray) -> np.ndarray:
         """NHWC RGB pixels 0..255 as the Keras model takes them: preprocessed, in its layout."""
@@ -60,8 +63,21 @@ class Reference:
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         parts = [heads.apply_numpy(self.head, layouts.output_to_channels_last(
-            np.asarray(o), self.layout), self.flatten_order) for o in outputs]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            np.asarray(o), self.layout), self.flatten_order, self.prefix_tokens)
+            for o in outputs]
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return heads.normalize_numpy(self.normalize, joined)
+
+    def features_from_files(self, paths) -> np.ndarray:
+        """KerasHub's own pipeline on image files: load_img at full size, the converter (its
+        resize, scale and offset), the model: what `FeatureExtractor` on files must match."""
+        import keras
+
+        batch = np.stack([np.asarray(self.converter(keras.utils.img_to_array(
+            keras.utils.load_img(p)))) for p in paths])
+        outputs = self.cut_model.predict(images.from_nhwc(batch, self.layout.input),
+                                         verbose=0, batch_size=IMAGE_BATCH)
+        return self.apply_head(outputs)
 
 
 def keras_preprocess(mode, registry_spec=None):
@@ -74,6 +90,14 @@ def keras_preprocess(mode, registry_spec=None):
     from keras.applications import imagenet_utils
 
     return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
+
+
+def hub_preprocess(converter):
+    """A KerasHub ImageConverter's scale and offset, by the converter's own code: a copy of it
+    without its resize (images reach the reference at the model's size already)."""
+    config = dict(converter.get_config(), image_size=None)
+    unresized = type(converter).from_config(config)
+    return lambda x: np.asarray(unresized(x))
 
 
 def compare(label, expected, actual, rtol, min_cosine) -> CheckResult:
@@ -99,7 +123,7 @@ def verification_inputs(contract, image_paths=(), seed=0):
     for n in sizes:
         shape = (n, spec.height, spec.width, spec.channels)
         yield f"random pixels, batch {n}", rng.integers(0, 256, shape).astype(np.float32)
-    options = images.LoadOptions(spec.height, spec.width, spec.channels)
+    options = load_options(contract)
     step = spec.batch or IMAGE_BATCH
     for start in range(0, len(image_paths), step):
         chunk = image_paths[start:start + step]
@@ -108,6 +132,13 @@ def verification_inputs(contract, image_paths=(), seed=0):
             pixels = np.concatenate([pixels, np.zeros((spec.batch - len(chunk),
                                                        *pixels.shape[1:]), np.float32)])
         yield f"images {start + 1}-{start + len(chunk)}", pixels
+
+
+def load_options(contract) -> images.LoadOptions:
+    """How verification (and, by default, the runtime) loads image files for this contract."""
+    from fexport.runtime.extractor import load_options_for
+
+    return load_options_for(contract)
 
 
 def run_onnx(session, contract, pixels) -> np.ndarray:
@@ -120,7 +151,23 @@ def verify(session, contract, reference, image_paths=(), rtol=DEFAULT_RTOL,
     """Compare every verification input; one check each."""
     checks = [check_one(label, pixels, session, contract, reference, rtol, min_cosine)
               for label, pixels in verification_inputs(contract, list(image_paths))]
+    if reference.converter is not None and image_paths:
+        checks += pipeline_checks(session, contract, reference, list(image_paths), rtol,
+                                  min_cosine)
     return VerificationReport(tuple(checks), max_rel_allowed=rtol, min_cosine_required=min_cosine)
+
+
+def pipeline_checks(session, contract, reference, paths, rtol, min_cosine) -> list:
+    """Photos at their own sizes: fexport's loader (the contract's resize) and the ONNX file
+    against KerasHub's converter and model, so the resize is verified with the rest."""
+    options, step, checks = load_options(contract), contract.input.batch or IMAGE_BATCH, []
+    for start in range(0, len(paths), step):
+        chunk = paths[start:start + step]
+        pixels = np.stack([images.load(p, options) for p in chunk])
+        label = f"images {start + 1}-{start + len(chunk)} resized by fexport and by KerasHub"
+        checks.append(compare(label, reference.features_from_files(chunk),
+                              run_onnx(session, contract, pixels), rtol, min_cosine))
+    return checks
 
 
 def check_one(label, pixels, session, contract, reference, rtol, min_cosine) -> CheckResult:

@@ -33,6 +33,7 @@ class ExportOptions:
     preprocess: str | None = None  # None: the registry's mode, or "none" for a file
     bake_preprocessing: bool = True
     flatten_order: str | None = None  # None: the cut layer's own (Keras's reshape order)
+    normalize: str | None = None  # "l2": unit-length feature rows (after the heads are joined)
     output: str | None = None
     saved_model: str | None = None
     opset: int = DEFAULT_OPSET

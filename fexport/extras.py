@@ -36,6 +36,8 @@ EXTRAS = (
     Extra("openvino", "backend openvino: bf16 and faster INT8 on CPUs (OpenVINO); NNCF's "
                       "INT8 for quantize and optimize; beside cpu",
           ("openvino", "nncf")),
+    Extra("hub", "export and layers of KerasHub models: DINOv2, CLIP, SigLIP, ViT and its CNNs "
+                 "(keras-hub, tensorflow-text)", ("keras_hub",)),
     Extra("parquet", "extract -o FILE.parquet (pyarrow)", ("pyarrow",)),
     Extra("sklearn", "fexport.runtime.ImageFeatures and the linear-probe accuracy "
                      "(scikit-learn)", ("sklearn",)),
@@ -50,7 +52,8 @@ PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "tf_keras": "export", "tf2onnx": "export", "onnx": "quantize",
                "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
                "openvino": "openvino", "nncf": "openvino", "matplotlib": "bench",
-               "starlette": "serve", "uvicorn": "serve", "prometheus_client": "serve"}
+               "keras_hub": "hub", "starlette": "serve", "uvicorn": "serve",
+               "prometheus_client": "serve"}
 
 
 class MissingDependencyError(FexportError, ImportError):

@@ -26,9 +26,10 @@ def find(name: str) -> ModelSpec | None:
 def get(name: str) -> ModelSpec:
     spec = find(name)
     if spec is None:
-        raise ModelNotFoundError(f"unknown model {name!r}: not a file and not a registered "
-                                 f"backbone.{suggest(name)} `fexport models` lists all "
-                                 f"{len(SPECS)}.")
+        raise ModelNotFoundError(f"unknown model {name!r}: not a file, not a registered "
+                                 f"backbone and not a KerasHub preset.{suggest(name)} "
+                                 f"`fexport models` lists all {len(SPECS)} and the KerasHub "
+                                 "families (presets need the hub extra).")
     return spec
 
 

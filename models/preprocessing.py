@@ -7,7 +7,7 @@ without baked preprocessing, and the exporter bakes the same numbers into the gr
 
 import numpy as np
 
-MODES = ("caffe", "tf", "torch", "none")
+MODES = ("caffe", "tf", "torch", "scale_offset", "none")
 
 # caffe: RGB -> BGR, then subtract the ImageNet mean per BGR channel; no scaling.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -17,6 +17,9 @@ TF_SCALE, TF_OFFSET = 127.5, 1.0
 TORCH_SCALE = 255.0
 TORCH_RGB_MEAN = (0.485, 0.456, 0.406)
 TORCH_RGB_STD = (0.229, 0.224, 0.225)
+
+# scale_offset: KerasHub's ImageConverter, x * scale + offset, with one number or one per channel
+# each (the model's own, recorded in the contract as preprocessing_scale / preprocessing_offset).
 
 # Modes that index colour channels only make sense for RGB input.
 RGB_ONLY = ("caffe", "torch")
@@ -33,9 +36,13 @@ def check_mode(mode: str, channels: int) -> None:
             "Use --preprocess tf or --preprocess none for grayscale models.")
 
 
-def apply(mode: str, x: np.ndarray) -> np.ndarray:
-    """Apply `mode` to float32 NHWC pixels, the way Keras's `preprocess_input` does."""
+def apply(mode: str, x: np.ndarray, scale=None, offset=None) -> np.ndarray:
+    """Apply `mode` to float32 NHWC pixels, the way Keras's `preprocess_input` (or, for
+    scale_offset, KerasHub's ImageConverter with these `scale` and `offset`) does."""
     x = np.asarray(x, dtype=np.float32)
+    if mode == "scale_offset":
+        x = x * np.asarray(scale, np.float32) if scale else x
+        return x + np.asarray(offset, np.float32) if offset else x
     if mode == "caffe":
         return x[..., ::-1] - np.asarray(CAFFE_BGR_MEAN, np.float32)
     if mode == "tf":

@@ -136,14 +136,26 @@ def _convert(options, reference, candidate, workdir) -> None:
         _int8(options, reference, candidate, workdir)
 
 
-def _int8(options, reference, candidate, workdir) -> None:
-    q = require("onnxruntime.quantization", "INT8 quantization")
+def _pre_process(model, prepared) -> None:
+    """ONNX Runtime's recommended pre-processing. Its symbolic shape inference gives up on the
+    dynamic reshapes of transformers converted from TensorFlow (KerasHub's DINOv2 and ViT:
+    "Incomplete symbolic shape inference"); ONNX's own shape inference and the graph
+    optimization then still run, which is what the quantizer needs."""
     quant_pre_process = require("onnxruntime.quantization.shape_inference",
                                 "INT8 quantization").quant_pre_process
+    try:
+        quant_pre_process(str(model), str(prepared))
+    except Exception as exc:  # noqa: BLE001 - ORT raises a bare Exception here
+        if "symbolic shape inference" not in str(exc):
+            raise
+        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
 
+
+def _int8(options, reference, candidate, workdir) -> None:
+    q = require("onnxruntime.quantization", "INT8 quantization")
     prepared = Path(workdir) / "prepared.onnx"
     if not prepared.exists():  # one pre-processing serves every INT8 candidate of a model
-        quant_pre_process(str(options.model), str(prepared))
+        _pre_process(options.model, prepared)
         _rewrite_for_int8(prepared)
     if options.method in nncf_int8.METHODS:
         inputs = list(iter(calibration_reader(options, reference)))

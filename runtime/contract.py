@@ -29,7 +29,11 @@ from .files import atomic, images
 METADATA_KEY = "fexport.contract"
 # 2: `verification` holds every check and the tolerances as max_rel_allowed and
 # min_cosine_required; `quantization` names its gate min_cosine_required (fexport/reports.py).
-FORMAT_VERSION = 2
+# 3: adds preprocessing_scale/offset (scale_offset), resize, normalize and source_kind "preset"
+# (KerasHub). A version-2 contract is read as it is: the new fields keep their defaults, which
+# are what a version-2 file did.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,15 @@ class Contract:
     backend: str | None = None  # the backend an optimized variant won on (`auto` opens it so)
     optimization: dict | None = None  # `fexport optimize`'s table of candidates
     source_class: str | None = None  # the Keras class of an in-memory model ("Sequential")
+    # scale_offset preprocessing (KerasHub's ImageConverter): x * scale + offset, one number or
+    # one per channel.
+    preprocessing_scale: list | None = None
+    preprocessing_offset: list | None = None
+    # How the model's own pipeline resizes images to the input size (KerasHub's converter:
+    # keras.ops.image.resize with interpolation, antialias, crop_to_aspect_ratio), which the
+    # runtime's loader then reproduces; None: Keras's load_img (nearest, no crop).
+    resize: dict | None = None
+    normalize: str | None = None  # "l2": the graph returns unit-length rows
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -91,10 +104,11 @@ class Contract:
         try:
             data = json.loads(text)
             version = data.get("format_version")
-            if version != FORMAT_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise ContractError(
                     f"the model's fexport contract has format_version {version!r}; this fexport "
-                    f"reads version {FORMAT_VERSION}. Re-export the model with this fexport.")
+                    f"reads versions {', '.join(map(str, READABLE_VERSIONS))}. Re-export the "
+                    "model with this fexport.")
             data["input"] = InputSpec(**data["input"])
             for name, report_class in _REPORTS.items():
                 if data.get(name) is not None:
@@ -140,7 +154,8 @@ def to_model_input(contract, pixels: np.ndarray) -> np.ndarray:
     """float32 NHWC RGB pixels 0..255 -> the ONNX input (its dtype, layout, preprocessing)."""
     spec = contract.input
     if not contract.preprocessing_baked:
-        pixels = preprocessing.apply(contract.preprocessing, pixels)
+        pixels = preprocessing.apply(contract.preprocessing, pixels, contract.preprocessing_scale,
+                                     contract.preprocessing_offset)
     if spec.dtype == "uint8":
         pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(images.from_nhwc(pixels, spec.layout))

@@ -7,7 +7,8 @@ from __future__ import annotations
 from fexport.errors import ContractError
 from fexport.models.preprocessing import MODES
 
-HEADS = ("flatten", "avg", "max", "none", "unknown")  # "unknown": a file made elsewhere
+HEADS = ("flatten", "avg", "max", "none", "cls", "mean", "cls+mean", "pooled",
+         "unknown")  # "unknown": a file made elsewhere
 PRECISIONS = ("float32", "int8", "fp16", "bf16", "int8-bf16")
 
 
@@ -35,7 +36,15 @@ _TEXT = _kind(str, "a string")
 INPUT_FIELDS = {"name": _TEXT, "height": _whole(1), "width": _whole(1), "channels": _whole(1),
                 "layout": _one_of("nhwc", "nchw", "nhw"), "dtype": _one_of("float32", "uint8"),
                 "batch": (lambda v: v is None or _whole(1)[0](v), "a whole number >= 1 or null")}
-FIELDS = {"source": _TEXT, "source_kind": _one_of("registry", "file", "memory"),
+_NUMBERS = (lambda v: v is None or (isinstance(v, list) and v and all(
+    isinstance(n, (int, float)) and not isinstance(n, bool) for n in v)),
+    "a non-empty list of numbers or null")
+_RESIZE = (lambda v: v is None or (isinstance(v, dict) and v.get("interpolation") in (
+    "nearest", "bilinear", "bicubic") and all(isinstance(v.get(k), bool) for k in (
+        "antialias", "crop_to_aspect_ratio"))),
+    "null or {interpolation: nearest|bilinear|bicubic, antialias: bool, "
+    "crop_to_aspect_ratio: bool}")
+FIELDS = {"source": _TEXT, "source_kind": _one_of("registry", "file", "memory", "preset"),
           "weights": _TEXT, "head": _one_of(*HEADS), "preprocessing": _one_of(*MODES),
           "preprocessing_baked": _kind(bool, "true or false"), "feature_dim": _whole(0),
           "output_name": _TEXT, "flatten_order": _one_of("nhwc", "nchw"),
@@ -45,6 +54,8 @@ FIELDS = {"source": _TEXT, "source_kind": _one_of("registry", "file", "memory"),
           "backend": _one_of(None, "onnxruntime", "openvino"),
           "optimization": _kind(dict, "an object", optional=True),
           "source_class": _kind(str, "a string", optional=True),
+          "preprocessing_scale": _NUMBERS, "preprocessing_offset": _NUMBERS, "resize": _RESIZE,
+          "normalize": _one_of(None, "l2"),
           "layers": (lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
                      "a list of layer names")}
 

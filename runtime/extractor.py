@@ -37,6 +37,22 @@ class PixelBatch:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
+def load_options_for(contract, resample=None, keep_aspect=None, exif=False,
+                     decode_quality="exact") -> images.LoadOptions:
+    """How image files are loaded for `contract`. By default as the model's own pipeline does:
+    the contract's `resize` (a KerasHub model's ImageConverter: keras.ops.image.resize) where
+    it has one, else Keras's load_img (nearest, no crop). `resample` or `keep_aspect` given:
+    Pillow's resampling with them, as before."""
+    spec, resize = contract.input, contract.resize
+    if resize and resample is None and keep_aspect is None:
+        return images.LoadOptions(
+            spec.height, spec.width, spec.channels, resize["interpolation"],
+            resize["crop_to_aspect_ratio"], exif, spec.layout, decode_quality,
+            resizer="keras-ops", antialias=resize["antialias"])
+    return images.LoadOptions(spec.height, spec.width, spec.channels, resample or "nearest",
+                              bool(keep_aspect), exif, spec.layout, decode_quality)
+
+
 class FeatureExtractor:
     """Extract features with an fexport ONNX model, using only numpy, pillow and onnxruntime.
 
@@ -64,7 +80,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, path, device="auto", threads=None, *, backend="auto", precision="auto",
-                 input_size=None, resample="nearest", keep_aspect=False, exif=False, workers=4,
+                 input_size=None, resample=None, keep_aspect=None, exif=False, workers=4,
                  decode="threads", decode_quality="exact"):
         self._settings = dict(path=str(path), device=device, threads=threads, backend=backend,
                               precision=precision, input_size=input_size, resample=resample,
@@ -79,9 +95,8 @@ class FeatureExtractor:
         stored = stored_contract(path)
         self.engine = backends.open_backend(path, stored, backend, device, precision, threads)
         self.contract = stored or infer_contract(self.engine, path, input_size)
-        spec = self.contract.input
-        self.load_options = images.LoadOptions(spec.height, spec.width, spec.channels, resample,
-                                               keep_aspect, exif, spec.layout, decode_quality)
+        self.load_options = load_options_for(self.contract, resample, keep_aspect, exif,
+                                             decode_quality)
         self._layout = BatchLayout.of(self.contract)
 
     def __getstate__(self):

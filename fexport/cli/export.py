@@ -24,14 +24,21 @@ from .quantize import make_variant
 
 
 def export(
-    model: Annotated[str, typer.Argument(help="Registry name (vgg16, ResNet50, ...) or a "
-                                              ".keras/.h5 file or SavedModel directory.")],
+    model: Annotated[str, typer.Argument(help="Registry name (vgg16, ResNet50, ...), a "
+                                              ".keras/.h5 file or SavedModel directory, or a "
+                                              "KerasHub preset (a directory, a kaggle:// or "
+                                              "hf:// handle, or a preset name).")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="ONNX file.")] = None,
     layer: Annotated[Optional[list[str]], typer.Option(
-        "--layer", "-l", help="Name, index (negative from the end) or 'penultimate'; repeat to "
+        "--layer", "-l", help="Name, index (negative from the end), 'penultimate', or for "
+                              "KerasHub transformers block:K (block:-1 the last); repeat to "
                               "concatenate layers. Default: the recommended feature layer.")]
     = None,
-    head: Annotated[str, typer.Option(help="flatten, avg, max or none.")] = ExportOptions.head,
+    head: Annotated[str, typer.Option(
+        help="flatten, avg, max or none; for transformer tokens cls, mean (patch tokens), "
+             "cls+mean, or pooled (the model's own image embedding).")] = ExportOptions.head,
+    normalize: Annotated[Optional[str], typer.Option(
+        help="l2: unit-length feature rows.")] = None,
     weights: Weights = ExportOptions.weights,
     input_size: InputSize = None,
     layout: Annotated[Optional[str], typer.Option(
@@ -41,7 +48,8 @@ def export(
         ExportOptions.input_dtype),
     batch: Annotated[Optional[int], typer.Option(help="Pin the batch size (default: any).")] = None,
     preprocess: Annotated[Optional[str], typer.Option(
-        help="Bake caffe, tf, torch or none (default: the registry's mode; none for files).")]
+        help="Bake caffe, tf, torch or none (default: the registry's mode, a KerasHub "
+             "preset's own scale and offset; none for files).")]
     = None,
     no_preprocess: Annotated[bool, typer.Option(
         "--no-preprocess", help="Export the raw network; the runtime then preprocesses.")] = False,
@@ -79,8 +87,8 @@ def export(
             model, layer, head=head, output=output, weights=weights, input_size=input_size,
             layout=layout, input_dtype=input_dtype, batch=batch, preprocess=preprocess,
             bake_preprocessing=not no_preprocess, flatten_order=flatten_order,
-            saved_model=saved_model, opset=opset, verify=not no_verify, rtol=rtol,
-            min_cosine=min_cosine, unsafe=unsafe, seed=seed,
+            normalize=normalize, saved_model=saved_model, opset=opset, verify=not no_verify,
+            rtol=rtol, min_cosine=min_cosine, unsafe=unsafe, seed=seed,
             verify_images=list_images(verify_images) if verify_images else None)
     except VerificationError as exc:
         _print_report(exc.report, report)
@@ -122,7 +130,7 @@ def _print_report(report, path) -> None:
 
 
 def layers(
-    model: Annotated[str, typer.Argument(help="Registry name or model file.")],
+    model: Annotated[str, typer.Argument(help="Registry name, model file or KerasHub preset.")],
     weights: Weights = library_default(api.layers, "weights"),
     input_size: InputSize = None,
     as_json: Json = False,
@@ -133,13 +141,19 @@ def layers(
     if as_json:
         print_json([r.to_dict() for r in rows])
         return
+    tokens = any(r.mean is not None for r in rows)  # a transformer: token heads' columns
+    pooled = ("cls", "mean", "cls+mean") if tokens else ("avg", "max")
     typer.echo(f"{'idx':>4}  {'name':<32} {'type':<24} {'output shape':<22} "
-               f"{'flatten':>9} {'avg':>6} {'max':>6}")
+               f"{'flatten':>9} {pooled[0]:>6} {pooled[1]:>6}"
+               + (f" {pooled[2]:>8}" if tokens else ""))
     for r in rows:
         shape = "?" if r.output_shape is None else str(tuple(r.output_shape))
         mark = "  *recommended" if r.recommended else ""
-        typer.echo(f"{r.index:>4}  {r.name:<32} {r.type:<24} {shape:<22} "
-                   f"{_dim(r.flatten):>9} {_dim(r.avg):>6} {_dim(r.max):>6}{mark}")
+        mark += f"  [{r.point}]" if r.point else ""
+        widths = (r.cls, r.mean, r.cls_mean) if tokens else (r.avg, r.max)
+        typer.echo(f"{r.index:>4}  {r.name:<32} {r.type:<24} {shape:<22} {_dim(r.flatten):>9} "
+                   f"{_dim(widths[0]):>6} {_dim(widths[1]):>6}"
+                   + (f" {_dim(widths[2]):>8}" if tokens else "") + mark)
 
 
 def _dim(value) -> str:
@@ -168,19 +182,26 @@ def verify(
         raise VerificationError(f"{model_file} differs from Keras beyond tolerance (see above)")
 
 
-def list_models(as_json: Json = False):
-    """List the registered keras.applications backbones."""
+def list_models(as_json: Json = False,
+                hub: Annotated[bool, typer.Option(
+                    "--hub", help="List the KerasHub image families instead.")] = False):
+    """List the registered keras.applications backbones, then the KerasHub families."""
     from dataclasses import asdict
 
     from fexport import models
+    from fexport.models.hub_families import FAMILIES
 
     if as_json:
-        print_json([asdict(s) for s in models.SPECS])
+        print_json([asdict(s) for s in (FAMILIES if hub else models.SPECS)])
         return
-    for s in models.SPECS:
-        layer = s.feature_layer or "(backbone output)"
-        typer.echo(f"{s.name:<20} {s.input_size[0]:>3}x{s.input_size[1]:<4} "
-                   f"{s.preprocessing:<6} {layer:<22} {s.feature_dim}")
+    if not hub:
+        for s in models.SPECS:
+            layer = s.feature_layer or "(backbone output)"
+            typer.echo(f"{s.name:<20} {s.input_size[0]:>3}x{s.input_size[1]:<4} "
+                       f"{s.preprocessing:<6} {layer:<22} {s.feature_dim}")
+        typer.echo("\nKerasHub image families (fexport PRESET; `fexport models --hub --json`):")
+    for f in FAMILIES:
+        typer.echo(f"  {f.name:<33} heads {', '.join(f.heads):<36} e.g. {f.presets[0]}")
 
 
 # The commands this module adds to the CLI, by name.

@@ -47,10 +47,13 @@ def extract(
     on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
     = library_default(extract_to_file, "on_error"),
     input_size: InputSize = library_default(FeatureExtractor, "input_size"),
-    resample: Annotated[str, typer.Option(help="nearest (Keras), bilinear, bicubic, lanczos, "
-                                               "box.")]
+    resample: Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer reads Optional
+        help="nearest, bilinear, bicubic, lanczos, box (Pillow). Default: the model's own "
+             "(a KerasHub model's resize), else nearest as Keras's load_img.")]
     = library_default(FeatureExtractor, "resample"),
-    keep_aspect: Annotated[bool, typer.Option(help="Center-crop to the aspect ratio first.")]
+    keep_aspect: Annotated[Optional[bool], typer.Option(  # noqa: UP045
+        "--keep-aspect/--no-keep-aspect",
+        help="Center-crop to the aspect ratio first. Default: the model's own, else no.")]
     = library_default(FeatureExtractor, "keep_aspect"),
     exif: Annotated[bool, typer.Option(help="Apply EXIF orientation.")]
     = library_default(FeatureExtractor, "exif"),

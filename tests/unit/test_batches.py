@@ -25,6 +25,7 @@ class _Contract:
     def __init__(self, layout, dtype, channels, baked=True, preprocessing="none"):
         self.input = InputSpec("x", 6, 5, channels, layout, dtype)
         self.preprocessing_baked, self.preprocessing = baked, preprocessing
+        self.preprocessing_scale = self.preprocessing_offset = None
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw", "nhw"])

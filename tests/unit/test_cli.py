@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from fexport import models
+from fexport.models.hub_families import FAMILIES
 from unit.conftest import TINY
 
 
@@ -24,11 +25,15 @@ def test_help_lists_the_commands():
 def test_models_lists_every_backbone():
     proc = fexport("models")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    applications, hub = proc.stdout.split("\n\n")
+    lines = applications.splitlines()
     assert len(lines) == len(models.SPECS)
     assert lines[0].split() == ["VGG16", "224x224", "caffe", "block5_pool", "512"]
     listed = json.loads(fexport("models", "--json").stdout)
     assert [spec["name"] for spec in listed] == models.names()
+    assert len(hub.splitlines()) == 1 + len(FAMILIES) and "dinov2_small" in hub
+    families = json.loads(fexport("models", "--hub", "--json").stdout)
+    assert [f["name"] for f in families] == [f.name for f in FAMILIES]
 
 
 def test_info_prints_the_tiny_models_contract():
