@@ -27,6 +27,12 @@ BATCH = 8
 # Keras predict at batch 8.
 GOAL_COSINE = 0.9999
 GOAL_SPEEDUP = 3.0
+# Entropy's KL threshold search ran past 13 minutes on DINOv2-S's ~1000 activations (and ONNX
+# Runtime's histogram calibrators held 17 GB for 32 photos), and accuracy control re-evaluates
+# the model many times: the suite tries the three that fit in a run.
+METHODS = "percentile,minmax,nncf"
+# `fexport bench` rows that time image loading (and the whole pipeline), not an engine.
+PIPELINE_ROWS = ("decode+resize", "end-to-end")
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -60,7 +66,8 @@ def run(iters) -> dict:
     suite._run_fexport(preset, "--head", "cls+mean", "-o", fp32, "--overwrite",
                        "--verify-images", evaluation, "--report", WORK / "verification.json")
     data["verification"] = json.loads((WORK / "verification.json").read_text())
-    data["optimize"] = optimized._optimize(fp32, (calibration, evaluation), BATCH, iters)
+    data["optimize"] = optimized._optimize(fp32, (calibration, evaluation), BATCH, iters,
+                                           METHODS)
     chosen = fp32.with_suffix(f".b{BATCH}.optimized.onnx")
     data["bench"] = suite.bench(fp32, [BATCH], iters, images, "cpu", compare_keras=True,
                                 variants=[chosen] if chosen.exists() else [])
@@ -72,7 +79,8 @@ def run(iters) -> dict:
 def goals(data) -> dict:
     rows = {r["runtime"]: r["images_per_s"] for r in data["bench"]["results"]}
     keras = rows["keras.predict"]
-    rows = {name: speed for name, speed in rows.items() if not name.startswith("keras")}
+    rows = {name: speed for name, speed in rows.items()  # the engines, not Keras or the loader
+            if not name.startswith("keras") and name not in PIPELINE_ROWS}
     fastest = max(rows, key=rows.get)
     cosine = data["verification"]["min_cosine"]
     return {"min_cosine": cosine, "cosine_met": cosine >= GOAL_COSINE, "fastest": fastest,
@@ -94,8 +102,9 @@ def markdown(data) -> str:
              f"- fastest verified: {g['fastest']}, {g['speedup_vs_keras']:.2f}x Keras predict; "
              f"goal >= {GOAL_SPEEDUP}x: {'met' if g['speedup_met'] else 'not met'}", "",
              "| runtime | images/s | vs Keras predict |", "|---|---:|---:|"]
-    lines += [f"| {r['runtime']} | {r['images_per_s']:.1f} | {r['images_per_s'] / keras:.2f}x |"
-              for r in rows]
+    lines += [f"| {r['runtime']} | {r['images_per_s']:.1f} | " + (
+        "(image loading)" if r["runtime"] in PIPELINE_ROWS else
+        f"{r['images_per_s'] / keras:.2f}x") + " |" for r in rows]
     result = data["optimize"]
     lines += ["", "## fexport optimize, batch 8", "", *optimized._table(result["rows"])]
     lines += [f"- {note}" for note in result["notes"]]

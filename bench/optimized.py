@@ -56,11 +56,12 @@ def run(iters, models=MODELS) -> dict:
     return data
 
 
-def _optimize(model: Path, sets, batch, iters) -> dict:
+def _optimize(model: Path, sets, batch, iters, methods=None) -> dict:
     calibration, evaluation = sets
+    chosen = ["--methods", methods] if methods else []
     return json.loads(suite._run_fexport(
         "optimize", model, "--calibration-images", calibration, "--eval-images", evaluation,
-        "--batch-size", batch, "--iters", iters, "--min-cosine", GATE,
+        "--batch-size", batch, "--iters", iters, "--min-cosine", GATE, *chosen,
         "-o", model.with_suffix(f".b{batch}.optimized.onnx"), "--overwrite", "--json"))
 
 

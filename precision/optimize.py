@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fexport.errors import DeviceError
+from fexport.errors import DeviceError, UsageError
 from fexport.extras import installed, require
 from fexport.reports import QualityReport
 from fexport.runtime import backends, host
@@ -87,9 +87,10 @@ class OptimizeResult:
 
 
 def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE,
-             batch_size=8, iters=10) -> OptimizeResult:
+             batch_size=8, iters=10, methods=None) -> OptimizeResult:
     """Build, judge and time the candidates for `model` in the folder `workdir`; write the
-    winner to `output`."""
+    winner to `output`. `methods` limits the INT8 methods tried (None: every one installed)."""
+    _check_methods(methods)
     reference = quantize.float32_reference(model)
     base = quantize.QuantizeOptions(model, str(output), "int8", sets.calibration,
                                     len(sets.calibration), "percentile", sets.evaluation,
@@ -99,7 +100,7 @@ def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE
         notes.append("no FP16 candidate: FP16 is for CUDA, and this host has no CUDA device")
     candidates = _float32(model, reference, base) + _bf16(reference, base, workdir, notes)
     timer = _Timer(reference.contract, batch_size, iters)
-    candidates += _int8(reference, base, workdir, notes)
+    candidates += _int8(reference, base, workdir, notes, methods)
     timer(candidates)  # all together, for the table
     return _finish(candidates, reference, output, batch_size, min_cosine, notes)
 
@@ -136,11 +137,22 @@ def _bf16(reference, base, workdir, notes) -> list[Candidate]:
     return [_judged("bf16", "openvino", "bf16", file, quantize.judge(file, reference, options))]
 
 
-def _int8(reference, base, workdir, notes) -> list[Candidate]:
+def _check_methods(methods) -> None:
+    known = METHODS + nncf_int8.METHODS
+    unknown = [m for m in methods or () if m not in known]
+    if unknown or methods == ():
+        raise UsageError(f"INT8 methods {', '.join(unknown) or '(none)'}: expected some of "
+                         f"{', '.join(known)}")
+
+
+def _int8(reference, base, workdir, notes, methods=None) -> list[Candidate]:
     """INT8 by each method, on each backend; then, if none but accuracy control passes, the
     sensitive-node search from the method that came closest."""
     found, files = [], {}
-    for method in METHODS + _nncf_methods(notes):
+    chosen = [m for m in METHODS + _nncf_methods(notes) if methods is None or m in methods]
+    if methods is not None:
+        notes.append(f"INT8 methods tried: {', '.join(chosen)} (--methods)")
+    for method in chosen:
         options = dataclasses.replace(base, method=method)
         if method == "nncf-accuracy":
             found += _tuned_per_backend(options, reference, workdir, notes)
@@ -148,7 +160,8 @@ def _int8(reference, base, workdir, notes) -> list[Candidate]:
         files[method] = quantize.build(options, reference, workdir)
         found += _on_backends(f"int8 {method}", files[method], reference, options, notes)
     plain = [c for c in found if "nncf-accuracy" not in c.name]  # all INT8 but the fallback
-    if not any(c.passed for c in plain):
+    ranking = [c for c in plain if "nncf" not in c.name]
+    if plain and ranking and not any(c.passed for c in plain):
         # fexport's search beside NNCF's accuracy control, from the closest plain method; the
         # ranking reads ONNX Runtime's QDQ tensor names, so it comes from its closest method.
         method, ranked_by = _closest(plain), _closest(c for c in plain if "nncf" not in c.name)

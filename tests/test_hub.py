@@ -267,3 +267,24 @@ def test_a_model_past_protobufs_limit_keeps_its_weights_beside_the_file(
     extractor = FeatureExtractor(out, device="cpu")
     assert_same(extractor.extract(photo_paths),
                 keras_hub_features(presets["vit"][1], "vit", "cls", photo_paths))
+
+
+def test_int8_of_a_token_model_is_built_and_judged(tmp_path, presets, photo_paths):
+    """ONNX Runtime's symbolic shape inference gives up on these graphs; quantization still
+    runs and the judge measures it (min_cosine 0: the tiny random model is not what is judged
+    here, the path is; real quality is bench/hub.py's)."""
+    import onnx
+
+    import fexport
+    from fexport.precision.quantize import QuantizeOptions, quantize
+
+    model = tmp_path / "d.onnx"
+    fexport.export(str(presets["dinov2-registers"][0]), head="cls", output=model)
+    report = quantize(QuantizeOptions(str(model), str(tmp_path / "d.int8.onnx"),
+                                      calibration_images=photo_paths[:8],
+                                      evaluation_images=photo_paths[8:], min_cosine=0.0))
+    assert -1.0 <= report.min_cosine <= 1.0 and report.images == len(photo_paths[8:])
+    nodes = onnx.load(str(tmp_path / "d.int8.onnx")).graph.node
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) >= 10  # every block's matmuls
+    features = FeatureExtractor(tmp_path / "d.int8.onnx", device="cpu").extract(photo_paths)
+    assert features.shape == (len(photo_paths), 16) and np.isfinite(features).all()

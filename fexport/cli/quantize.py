@@ -93,6 +93,10 @@ def optimize(
     output: Annotated[Optional[str], typer.Option(
         "-o", "--output", help="Where the chosen variant goes (default: MODEL.optimized.onnx)."
     )] = None,
+    methods: Annotated[Optional[str], typer.Option(
+        help="INT8 methods to try, comma-separated (percentile, minmax, entropy, nncf, "
+             "nncf-accuracy). Default: all. Entropy's threshold search and accuracy control's "
+             "repeated evaluation take the longest on large transformers.")] = None,
     as_json: Json = False,
     overwrite: ReplaceOutputs = False,
 ):
@@ -111,7 +115,7 @@ def optimize(
     say(sets.summary(), as_json)
     with tempfile.TemporaryDirectory(prefix="fexport-optimize-") as workdir:
         result = search.optimize(model_file, sets, output, workdir, min_cosine, batch_size,
-                                 iters)
+                                 iters, methods and tuple(m.strip() for m in methods.split(",")))
     for line in result.lines():
         say(line, as_json)
     say(f"wrote {result.written}: {result.chosen['candidate']} on {result.chosen['backend']}"
