@@ -259,14 +259,14 @@ def make_contract(prepared: Prepared, options) -> Contract:
         layers=prepared.layer_names, head=options.head, input=prepared.input_spec,
         preprocessing=prepared.mode, preprocessing_baked=options.bake_preprocessing,
         feature_dim=sum(dims), flatten_order=prepared.flatten_order, seed=source.seed,
-        include_top=source.include_top, versions=_versions(source, options.opset),
+        include_top=source.include_top, versions=_versions(prepared, options.opset),
         preprocessing_scale=scaling.scale if scaling else None,
         preprocessing_offset=scaling.offset if scaling else None,
         resize=converter.resize.to_dict() if converter and converter.image_size else None,
         normalize=options.normalize)
 
 
-def _versions(source, opset) -> dict:
+def _versions(prepared: Prepared, opset) -> dict:
     import keras
     import onnx
     import tensorflow as tf
@@ -274,11 +274,11 @@ def _versions(source, opset) -> dict:
 
     versions = {"fexport": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
                 "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "opset": opset}
-    if source.loader == "tf_keras":
+    if prepared.source.loader == "tf_keras":
         import tf_keras
 
         versions["tf_keras"] = tf_keras.__version__
-    if source.kind == "preset" or source.model_class and "Backbone" in source.model_class:
+    if prepared.hub is not None:  # a KerasHub model, whichever way it came (preset or live)
         versions["keras_hub"] = hub.keras_hub().__version__
     return versions
 

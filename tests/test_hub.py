@@ -142,6 +142,17 @@ def test_every_valid_head_matches_keras_hub(tmp_path, presets, photo_paths, fami
     assert_same(features, keras_hub_features(backbone, family, head, photo_paths))
 
 
+def test_a_pinned_batch_is_verified_on_photos_too(tmp_path, presets, photo_paths):
+    """A batch pinned at export: the last photos are padded up to it, and the rows compared
+    are the photos' own, in both the same-pixels and the resize checks."""
+    import fexport
+
+    result = fexport.export(str(presets["dinov2"][0]), head="mean", batch=4,
+                            output=tmp_path / "f.onnx", verify_images=photo_paths[:6])
+    assert result.report.passed
+    assert [c.keras_shape[0] for c in result.report.checks] == [4, 4, 4, 4, 2]
+
+
 @pytest.mark.parametrize("family,head,offered", [
     ("dinov2", "avg", "cls, mean, cls+mean, flatten, none"),  # tokens: mean, not avg
     ("siglip", "cls", "mean, flatten, none"),  # SigLIP has no class token
@@ -201,6 +212,7 @@ def test_a_live_task_is_reduced_to_its_backbone_and_converter(tmp_path, photo_pa
                             verify_images=photo_paths[:4])
     assert result.report.passed and result.contract.source_kind == "memory"
     assert result.contract.source_class == "ViTBackbone"
+    assert result.contract.versions["keras_hub"] == keras_hub.__version__  # live, not a preset
     features = FeatureExtractor(tmp_path / "t.onnx", device="cpu").extract(photo_paths)
     assert_same(features, keras_hub_features(backbone, "vit", "cls", photo_paths))
 
