@@ -22,18 +22,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from fexport.runtime import decoding
+from fexport.runtime import benchmark, decoding, timing
 from fexport.runtime.batches import BatchLayout
 from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import atomic, images
+from fexport.runtime.timing import Runner
 
-from . import core, suite
-from .runner import Runner
+from . import suite
 
 RESULTS = suite.RESULTS
 BATCH_SIZES = (1, 32, 128, 256)
 MODELS = (("VGG16", "vgg16"), ("ResNet50", "resnet50"))
-ITERS = 10  # rounds; each gives every runtime core.TURN_S of back-to-back calls
+ITERS = 10  # rounds; each gives every runtime timing.TURN_S of back-to-back calls
 JPEGS = 512  # photo-sized JPEG files for the end-to-end rate
 E2E_BATCH = 256
 
@@ -52,10 +52,10 @@ def run(models_dir: Path, iters: int, workdir: Path, results: Path, device="cuda
         fp16, quality = fp16_variant(fp32, photos, workdir)
         entry = {"model": name, "quality": quality, "skipped": [],
                  "float32_max_rel_to_cpu": max_rel_to_cpu(fp32, photos, device)}
-        contract = core.contract_of(fp32, device, None)  # the variant's input is the same
+        contract = benchmark.contract_of(fp32, device, None)  # the variant's input is the same
         runners = runners_for(fp32, fp16, stem, contract, device, entry["skipped"])
-        entry["results"] = [row for n in batch_sizes for row in core.bench_batch(
-            runners, core.random_pixels(contract, n), 3, iters, None)]
+        entry["results"] = [row for n in batch_sizes for row in timing.bench_batch(
+            runners, timing.random_pixels(contract, n), 3, iters, None)]
         entry["end_to_end"] = end_to_end(fp16, jpegs, device, _rate(entry))
         data["models"].append(entry)
         write(data, results)
@@ -63,7 +63,7 @@ def run(models_dir: Path, iters: int, workdir: Path, results: Path, device="cuda
 
 
 def machine() -> dict:
-    found = core.machine()
+    found = timing.machine()
     found["cuda"] = _torch_cuda_version()
     found["decode_threads"] = len(os.sched_getaffinity(0))
     return found
@@ -95,7 +95,7 @@ def fp16_variant(fp32: Path, photos: Path, workdir: Path) -> tuple[Path, dict]:
 def max_rel_to_cpu(fp32: Path, photos: Path, device: str) -> float:
     """float32 on `device` against the CPU on the real photos: max |diff| / max |cpu|."""
     paths = sorted(map(str, photos.iterdir()))[:8]
-    from fexport.precision.quality import max_rel
+    from fexport.comparison import max_rel
 
     cpu = FeatureExtractor(fp32, "cpu").extract(paths, batch_size=8)
     return max_rel(cpu, FeatureExtractor(fp32, device).extract(paths, batch_size=8))
@@ -107,7 +107,7 @@ def runners_for(fp32: Path, fp16: Path, stem: str, contract, device: str,
     for path in (fp32, fp16):
         extractor = FeatureExtractor(path, device, backend="onnxruntime")
         runners += [Runner(f"fexport {extractor.ran}", extractor.predict),
-                    core.bare_runner(extractor)]
+                    benchmark.bare_runner(extractor)]
     runners += _optional(lambda: [nchw_runner(fp16, contract)], "CUDA FP16 NCHW", skipped)
     runners += _optional(lambda: [tensorrt_runner(fp32, contract)], "TensorRT FP16", skipped)
     runners += _optional(lambda: [torch_runner(stem, contract)], "PyTorch", skipped)
@@ -150,9 +150,9 @@ def _session_runner(path: Path, providers: list, contract, name: str) -> Runner:
     if session.get_providers()[0] != wanted:
         raise RuntimeError(f"{wanted} did not load (its libraries missing?); the session got "
                            f"{session.get_providers()}")
-    runner = core.onnx_runner(session, contract)
+    runner = benchmark.onnx_runner(session, contract)
     runner.name = name
-    runner.call(core.random_pixels(contract, 2))
+    runner.call(timing.random_pixels(contract, 2))
     return runner
 
 
@@ -172,7 +172,7 @@ def torch_runner(stem: str, contract) -> Runner:
             x = torch.from_numpy(pixels).cuda().permute(0, 3, 1, 2).flip(1) - mean
             return network(x.contiguous(memory_format=torch.channels_last)).flatten(1).float() \
                 .cpu().numpy()
-    call(core.random_pixels(contract, 2))  # fails here, skipped with its reason, not mid-timing
+    call(timing.random_pixels(contract, 2))  # fails here, skipped with its reason, not mid-timing
     return Runner("torch eager cuda fp16 (channels_last, autocast)", call)
 
 
@@ -220,7 +220,7 @@ def end_to_end(model: Path, paths: list[str], device="cuda", arrays_rate=0.0) ->
     workers = len(os.sched_getaffinity(0))
     rates = {decode: _whole_rate(model, paths, device, workers, decode)
              for decode in decoding.DECODERS}
-    spec = core.contract_of(model, device, None).input  # decoded to the model's own size
+    spec = benchmark.contract_of(model, device, None).input  # decoded to the model's own size
     options = images.LoadOptions(spec.height, spec.width, spec.channels)
     decode = max(_decode_rate(paths, options, workers, kind) for kind in decoding.DECODERS)
     return {"files": len(paths), "batch": min(E2E_BATCH, len(paths)), "decode_threads": workers,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import core
+from fexport.runtime.timing import best_of
 
 SIZE = 2048
 REPEATS = 7  # the best of a few: the limit, not the average under interference
@@ -16,9 +16,9 @@ REPEATS = 7  # the best of a few: the limit, not the average under interference
 
 def rates(size=SIZE, repeats=REPEATS) -> dict:
     a, b = (np.random.default_rng(i).standard_normal((size, size), np.float32) for i in (0, 1))
-    numpy_best = core.best_of(lambda: a @ b, repeats)
+    numpy_best = best_of(lambda: a @ b, repeats)
     session = _matmul_session(size)
-    ort_best = core.best_of(lambda: session.run(None, {"a": a, "b": b}), repeats)
+    ort_best = best_of(lambda: session.run(None, {"a": a, "b": b}), repeats)
     gflop = 2 * size**3 / 1e9
     return {"size": size, "numpy": gflop / numpy_best, "onnxruntime": gflop / ort_best,
             "best": gflop / min(numpy_best, ort_best)}

@@ -19,10 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-from fexport.runtime import FeatureExtractor, decoding
+from fexport.runtime import FeatureExtractor, decoding, timing
 from fexport.runtime.files import images
 
-from . import core, pipeline_report, publish, suite
+from . import pipeline_report, publish, suite
 
 RESULTS = suite.RESULTS
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -40,7 +40,7 @@ MIN_SECONDS = 2.0
 def run(models, workdir: Path, passes: int) -> dict:
     sets = {"photos": suite.make_image_folder(workdir / "photos", 48),
             "large": _large_folder(workdir / "large", 24)}
-    data = {"machine": core.machine(), "load_before": publish.settled_load(), "passes": passes,
+    data = {"machine": timing.machine(), "load_before": publish.settled_load(), "passes": passes,
             "min_seconds": MIN_SECONDS,
             "batch_size": BATCH, "image_sets": {name: _describe(folder)
                                                 for name, folder in sets.items()},
@@ -82,7 +82,8 @@ def _cell(onnx, set_name, files, quality, decode, passes) -> dict:
         calls = {"decode": lambda: _decode_only(extractor, files),
                  "engine": lambda: _engine(extractor, pixels),
                  "pipeline": lambda: extractor.extract(files, BATCH)}
-        timings = {stage: core.best_of(call, passes, MIN_SECONDS) for stage, call in calls.items()}
+        timings = {stage: timing.best_of(call, passes, MIN_SECONDS)
+                   for stage, call in calls.items()}
     finally:
         extractor.close()
     return {"images": set_name, "decode_quality": quality, "decoder": decode,
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     if message := publish.refusal(data, args.allow_load):
         print(message, file=sys.stderr)
         return 1
-    stem = Path(args.results) / core.result_stem("pipeline", data["machine"])
+    stem = Path(args.results) / publish.result_stem("pipeline", data["machine"])
     for path in publish.write(data, stem, pipeline_report.markdown(data)):
         print(path)
     return 0

@@ -61,3 +61,9 @@ def main(description, run, markdown, stem_of, iters, argv=None) -> int:
         return 1
     print(write(data, stem_of(data["machine"]), markdown(data))[-1])
     return 0
+
+
+def result_stem(suite_name: str, machine: dict) -> str:
+    """A results file's stem: the suite, the CPU, its cores and onnxruntime's version."""
+    cpu = "-".join(machine["cpu"].split()[:2]).lower()
+    return f"{suite_name}-{cpu}-{machine['cores']}cores-ort{machine['onnxruntime']}"

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fexport.runtime import FeatureExtractor
+from fexport.runtime import FeatureExtractor, timing
 from fexport.runtime.files import images
 
-from . import core, load, publish, serve_report, suite
+from . import load, publish, serve_report, suite
 
 RESULTS = suite.RESULTS
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -49,7 +49,7 @@ WARMUP_S = 1.0
 def run(models, workdir, seconds) -> dict:
     photos = suite.make_image_folder(Path(workdir) / "images")
     files = [p.read_bytes() for p in sorted(photos.iterdir())]
-    data = {"machine": core.machine(), "load_before": publish.settled_load(), "seconds": seconds,
+    data = {"machine": timing.machine(), "load_before": publish.settled_load(), "seconds": seconds,
             "models": []}
     for name, export_args in models:
         onnx = Path(workdir) / f"{name}.onnx"
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
 
 
 def write(data, results: Path) -> list[Path]:
-    return publish.write(data, results / core.result_stem("serve", data["machine"]),
+    return publish.write(data, results / publish.result_stem("serve", data["machine"]),
                          serve_report.markdown(data))
 
 

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from fexport.runtime.files import atomic
+from fexport.runtime.timing import machine
 
 from . import chart, flops, matmul, report
-from .core import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = (("VGG16", "flatten"), ("ResNet50", "avg"), ("MobileNetV2", "avg"),
@@ -156,7 +156,7 @@ def cold_start(onnx_path, images, workdir) -> dict:
 
 
 def _save_keras(onnx_path, keras_file) -> None:
-    code = ("import sys; from fexport.bench.keras_side import save_keras_model; "
+    code = ("import sys; from fexport.exporter.keras_side import save_keras_model; "
             "from fexport.runtime.extractor import FeatureExtractor; "
             "save_keras_model(FeatureExtractor(sys.argv[1], 'cpu').contract, sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, str(onnx_path), str(keras_file)], check=True,

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from fexport import models
 from fexport.runtime.files import atomic
-
-from .core import machine, peak_rss_mib
+from fexport.runtime.timing import machine, peak_rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADS = ("avg", "flatten")

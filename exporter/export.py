@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fexport import __version__, models
+from fexport.comparison import EXPORT_MAX_REL, EXPORT_MIN_COSINE
 from fexport.errors import LayerError, UsageError, VerificationError
 from fexport.export_options import RECOMMENDED, ExportOptions
 from fexport.reports import SHAPE_MISMATCH, CheckResult, VerificationReport
@@ -369,5 +370,5 @@ def verify_file(path, source=None, verify_images=(), rtol=None, min_cosine=None,
     return verification.verify(
         session, contract, reference_from_contract(contract, source, unsafe),
         list(verify_images),
-        verification.DEFAULT_RTOL if rtol is None else rtol,
-        verification.DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+        EXPORT_MAX_REL if rtol is None else rtol,
+        EXPORT_MIN_COSINE if min_cosine is None else min_cosine)

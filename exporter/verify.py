@@ -7,31 +7,19 @@ runtime's own input conversion. A shape mismatch fails whatever the tolerances.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from fexport import reports
-from fexport.export_options import DEFAULT_MIN_COSINE, DEFAULT_RTOL
-from fexport.precision.quality import row_cosines
-from fexport.reports import CheckResult, NoiseFloor, VerificationReport
+from fexport import comparison
+from fexport.comparison import EXPORT_MAX_REL, EXPORT_MIN_COSINE
+from fexport.reports import DEFECT, CheckResult, NoiseFloor, VerificationReport
 from fexport.runtime.contract import to_model_input
 from fexport.runtime.files import images
 
 from . import heads, layouts
 
-# When a check misses the tolerance, Keras is run again on the same pixels times (1 + 1e-7
-# noise), about one float32 ulp: how far Keras moves from itself is the model's own rounding
-# sensitivity. ONNX Runtime sums in another order, so it differs by about as much (measured:
-# 0.8x to 1.5x); a difference within SENSITIVITY_FACTOR of it is rounding amplified by the
-# model, far beyond it a defect. Such a check still passes while that noise floor is below
-# MAX_NOISE_FLOOR, where a defect (1e-2 or more) would stand out above it; above the ceiling
-# (EfficientNetV2M with Keras's plain random init: 1.0) nothing can be verified and it fails.
-INPUT_NOISE = 1e-7
-SENSITIVITY_FACTOR = 4.0
-MAX_NOISE_FLOOR = 1e-3
 RANDOM_BATCHES = (1, 3)
 IMAGE_BATCH = 8
 
@@ -100,20 +88,6 @@ def hub_preprocess(converter):
     return lambda x: np.asarray(unresized(x))
 
 
-def compare(label, expected, actual, rtol, min_cosine) -> CheckResult:
-    """Keras's `expected` against ONNX's `actual`: OK within both tolerances, else DEFECT
-    until `judge_by_noise_floor` looks closer (check_one does when it is beyond them)."""
-    if expected.shape != actual.shape:
-        return CheckResult(label, expected.shape, actual.shape, np.inf, np.inf, -1.0,
-                           reports.SHAPE_MISMATCH)
-    diff = np.abs(expected.astype(np.float64) - actual)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = max_abs / max(float(np.abs(expected).max()) if diff.size else 0.0, 1e-30)
-    cosine = float(row_cosines(expected, actual).min()) if diff.size else 1.0
-    within = max_rel <= rtol and cosine >= min_cosine
-    return CheckResult(label, expected.shape, actual.shape, max_abs, max_rel, cosine,
-                       reports.OK if within else reports.DEFECT)
-
 
 def verification_inputs(contract, image_paths=(), seed=0):
     """(label, float32 NHWC pixels) pairs: random batches, then real images in batches."""
@@ -151,8 +125,8 @@ def run_onnx(session, contract, pixels) -> np.ndarray:
     return np.asarray(session.run([contract.output_name], feed)[0])
 
 
-def verify(session, contract, reference, image_paths=(), rtol=DEFAULT_RTOL,
-           min_cosine=DEFAULT_MIN_COSINE) -> VerificationReport:
+def verify(session, contract, reference, image_paths=(), rtol=EXPORT_MAX_REL,
+           min_cosine=EXPORT_MIN_COSINE) -> VerificationReport:
     """Compare every verification input; one check each."""
     checks = [check_one(label, pixels, session, contract, reference, rtol, min_cosine)
               for label, pixels in verification_inputs(contract, list(image_paths))]
@@ -172,29 +146,19 @@ def pipeline_checks(session, contract, reference, paths, rtol, min_cosine) -> li
                            contract.input.batch)
         label = f"images {start + 1}-{start + len(chunk)} resized by fexport and by KerasHub"
         actual = run_onnx(session, contract, pixels)[:len(chunk)]
-        checks.append(compare(label, reference.features_from_files(chunk), actual, rtol,
+        checks.append(comparison.check(label, reference.features_from_files(chunk), actual, rtol,
                               min_cosine))
     return checks
 
 
 def check_one(label, pixels, session, contract, reference, rtol, min_cosine) -> CheckResult:
     expected = reference.features(pixels)
-    check = compare(label, expected, run_onnx(session, contract, pixels), rtol, min_cosine)
-    if check.outcome != reports.DEFECT:
+    check = comparison.check(label, expected, run_onnx(session, contract, pixels), rtol,
+                             min_cosine)
+    if check.outcome != DEFECT:
         return check
-    noise = np.random.default_rng(0).standard_normal(pixels.shape) * INPUT_NOISE
-    itself = compare(label, expected, reference.features(pixels * (1 + noise)), rtol,
-                     min_cosine)
-    return judge_by_noise_floor(check, NoiseFloor(INPUT_NOISE, itself.max_rel,
-                                                  itself.min_cosine))
-
-
-def judge_by_noise_floor(check: CheckResult, floor: NoiseFloor) -> CheckResult:
-    """A check beyond the tolerances, judged against how far Keras moves from itself."""
-    if check.max_rel > SENSITIVITY_FACTOR * floor.max_rel:
-        outcome = reports.DEFECT
-    elif floor.max_rel <= MAX_NOISE_FLOOR:
-        outcome = reports.ROUNDING
-    else:
-        outcome = reports.UNRESOLVABLE
-    return dataclasses.replace(check, outcome=outcome, noise_floor=floor)
+    noise = np.random.default_rng(0).standard_normal(pixels.shape) * comparison.INPUT_NOISE
+    itself = comparison.check(label, expected, reference.features(pixels * (1 + noise)), rtol,
+                              min_cosine)
+    floor = NoiseFloor(comparison.INPUT_NOISE, itself.max_rel, itself.min_cosine)
+    return comparison.judge_by_noise_floor(check, floor)

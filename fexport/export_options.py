@@ -7,15 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fexport.comparison import EXPORT_MAX_REL, EXPORT_MIN_COSINE
+
 DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 and every onnxruntime >= 1.14
-# Scale-relative error: max|onnx - keras| / max|keras|. Measured on keras.applications with
-# random weights, conversions land between 1e-7 and 2.4e-6 (float32 sums in a different order in
-# MLAS than in oneDNN/Eigen); 1e-4 leaves 40x room for deeper nets and pretrained weights, while
-# a real conversion defect (a wrong op, axis or constant) shows as 1e-2 or more.
-DEFAULT_RTOL = 1e-4
-# Per-row cosine similarity: rounding noise of 1e-4 relative costs at most ~1e-8 of cosine, so
-# 0.9999 never fails on noise and still catches a feature vector pointing the wrong way.
-DEFAULT_MIN_COSINE = 0.9999
 
 RECOMMENDED = "recommended"  # the layer selector for the registry's recommended feature layer
 
@@ -39,7 +33,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     verify: bool = True
     verify_images: list = field(default_factory=list)
-    rtol: float = DEFAULT_RTOL
-    min_cosine: float = DEFAULT_MIN_COSINE
+    rtol: float = EXPORT_MAX_REL
+    min_cosine: float = EXPORT_MIN_COSINE
     unsafe: bool = False
     seed: int = 0

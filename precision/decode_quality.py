@@ -12,18 +12,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from fexport import comparison
 from fexport.errors import UsageError
 from fexport.runtime import FeatureExtractor
 from fexport.runtime.files.inputs import expand
-
-from . import quality
-
-# The gate of `fexport verify-decode`: fast decoding must move features less than Keras's own
-# choice of resize filter does. On 16 photos at 2560x1600, fast gave min cosine 0.960 (VWW
-# MobileNet), 0.977 (ResNet-8) and 0.993 (mini-Xception) to exact, while bilinear instead of
-# nearest, both exact, gave 0.924, 0.755 and 0.938. On the same photos at about 500x400 fast
-# gave 0.865, 0.840 and 0.962: small images gain little from fast, and lose more.
-DEFAULT_MIN_COSINE = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,21 +52,22 @@ class DecodeComparison:
         return {**dataclasses.asdict(self), "passed": self.passed, "speedup": self.speedup}
 
 
-def compare(model_path, inputs, *, batch_size=32, min_cosine=DEFAULT_MIN_COSINE,
-            **options) -> DecodeComparison:
+def compare(model_path, inputs, *, batch_size=32,
+            min_cosine=comparison.FAST_DECODE_MIN_COSINE, **options) -> DecodeComparison:
     """Extract `inputs` with `model_path` decoded both ways (other FeatureExtractor `options`
     the same) and compare the features."""
     items = list(expand(inputs))
-    if len(items) < quality.MIN_EVALUATION_IMAGES:
+    if len(items) < comparison.MIN_EVALUATION_IMAGES:
         raise UsageError(f"{len(items)} images: comparing decodings needs at least "
-                         f"{quality.MIN_EVALUATION_IMAGES} (each image's "
-                         f"{quality.NEIGHBOURS} nearest neighbours are compared); pass more")
+                         f"{comparison.MIN_EVALUATION_IMAGES} (each image's "
+                         f"{comparison.NEIGHBOURS} nearest neighbours are compared); pass more")
     exact, exact_s = _extract(model_path, items, batch_size, "exact", options)
     fast, fast_s = _extract(model_path, items, batch_size, "fast", options)
-    cosines = quality.row_cosines(exact, fast)
+    cosines = comparison.row_cosines(exact, fast)
     return DecodeComparison(
         images=len(items), min_cosine=float(cosines.min()), mean_cosine=float(cosines.mean()),
-        neighbour_overlap=quality.neighbour_overlap(exact, fast), neighbours=quality.NEIGHBOURS,
+        neighbour_overlap=comparison.neighbour_overlap(exact, fast),
+        neighbours=comparison.NEIGHBOURS,
         exact_s=exact_s, fast_s=fast_s, min_cosine_required=min_cosine)
 
 

@@ -14,10 +14,9 @@ import os
 import random
 from dataclasses import dataclass
 
+from fexport.comparison import MIN_EVALUATION_IMAGES
 from fexport.errors import UsageError
 from fexport.runtime.files.images import list_images
-
-from .quality import MIN_EVALUATION_IMAGES
 
 # ONNX Runtime's calibrator needs one image to set each activation's range; whether a few were
 # enough is for the quality report to say, on the images kept apart, not for this count.

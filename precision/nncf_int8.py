@@ -5,7 +5,7 @@ Two methods:
 - "nncf": `nncf.quantize` with full bias correction and min-max activation ranges;
 - "nncf-accuracy": `nncf.quantize_with_accuracy_control`, which puts back in float, one by
   one, the operations whose quantization costs the most, until the min cosine to float32 on
-  the calibration images reaches quality.calibration_target (0.995 for the gate 0.99). It
+  the calibration images reaches comparison.calibration_target (0.995 for the gate 0.99). It
   never sees the
   held-out images: they stay for the judge (quantize.judge), as for every other candidate.
 
@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fexport import comparison
 from fexport.extras import require
 from fexport.runtime.backends import int8_backend, open_backend
-
-from . import quality
 
 METHODS = ("nncf", "nncf-accuracy")
 # Operations whose weights NNCF quantizes: one without a DequantizeLinear weight stayed float.
@@ -56,7 +55,7 @@ def _quantize(nncf, model, inputs, options, reference):
     metric = _MinCosine(expected, inputs, tuned_on(options))
     return nncf.quantize_with_accuracy_control(
         model, dataset, dataset, metric,
-        max_drop=1.0 - quality.calibration_target(options.min_cosine),
+        max_drop=1.0 - comparison.calibration_target(options.min_cosine),
         drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_advanced(),
         **settings)
 
@@ -97,7 +96,7 @@ class _MinCosine:
             engine = open_backend(path, None, self.backend, "cpu", "fp32")
             features = np.concatenate([engine.run(next(iter(item.values())))
                                        for item in self.inputs])
-        return float(quality.row_cosines(self.expected, features).min())
+        return float(comparison.row_cosines(self.expected, features).min())
 
 
 def float_nodes(candidate) -> list[str]:

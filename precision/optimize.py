@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fexport import comparison
 from fexport.errors import DeviceError, UsageError
 from fexport.extras import installed, require
 from fexport.reports import QualityReport
@@ -54,7 +55,7 @@ class Candidate:
 
 # The float32 reference's row: it agrees with itself exactly.
 _SELF_AGREEMENT = QualityReport(images=0, min_cosine=1.0, mean_cosine=1.0, max_rel=0.0,
-                                neighbour_overlap=1.0, neighbours=quality.NEIGHBOURS,
+                                neighbour_overlap=1.0, neighbours=comparison.NEIGHBOURS,
                                 min_cosine_required=0.0)
 
 
@@ -86,7 +87,7 @@ class OptimizeResult:
         return lines + [f"kept in float, {entry}" for entry in kept] + self.notes
 
 
-def optimize(model, sets, output, workdir, min_cosine=quality.DEFAULT_MIN_COSINE,
+def optimize(model, sets, output, workdir, min_cosine=comparison.VARIANT_MIN_COSINE,
              batch_size=8, iters=10, methods=None) -> OptimizeResult:
     """Build, judge and time the candidates for `model` in the folder `workdir`; write the
     winner to `output`. `methods` limits the INT8 methods tried (None: every one installed)."""
@@ -239,7 +240,7 @@ def _keep_float(reference, options, files, notes) -> list[Candidate]:
                  ", ".join(f"{name} {db:.1f}" for name, db in ranking[:8]))
     result = sensitivity.search([name for name, _ in ranking],
                                 _calibration_cosine(reference, options, workdir),
-                                quality.calibration_target(options.min_cosine))
+                                comparison.calibration_target(options.min_cosine))
     notes.extend(result.lines())
     if not result.kept:
         return []
@@ -258,7 +259,7 @@ def _calibration_cosine(reference, options, workdir):
         kept = dataclasses.replace(options, nodes_to_exclude=list(nodes))
         candidate = FeatureExtractor(quantize.build(kept, reference, workdir), "cpu",
                                      backend="onnxruntime")
-        return float(quality.row_cosines(expected, candidate.extract(paths)).min())
+        return float(comparison.row_cosines(expected, candidate.extract(paths)).min())
     return measure
 
 
@@ -277,12 +278,12 @@ class _Timer:
     iters: int
 
     def __call__(self, candidates) -> None:
-        from fexport.bench import core
+        from fexport.runtime import timing
 
-        runners = [core.Runner(str(i), FeatureExtractor(c.file, "cpu", backend=c.backend)
+        runners = [timing.Runner(str(i), FeatureExtractor(c.file, "cpu", backend=c.backend)
                                .predict) for i, c in enumerate(candidates)]
-        pixels = core.random_pixels(self.contract, self.batch_size)
-        for row in core.bench_batch(runners, pixels, 2, self.iters, None):
+        pixels = timing.random_pixels(self.contract, self.batch_size)
+        for row in timing.bench_batch(runners, pixels, 2, self.iters, None):
             candidates[int(row["runtime"])].images_per_s = row["images_per_s"]
 
 

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fexport import comparison
 from fexport.errors import UsageError, VerificationError
 from fexport.extras import require
 from fexport.reports import QualityReport
@@ -45,7 +46,7 @@ class QuantizeOptions:
     method: str = "percentile"
     evaluation_images: list = field(default_factory=list)
     labels: list | None = None  # one per evaluation image, for the linear-probe accuracy
-    min_cosine: float = quality.DEFAULT_MIN_COSINE
+    min_cosine: float = comparison.VARIANT_MIN_COSINE
     nodes_to_exclude: list = field(default_factory=list)  # INT8: nodes kept in float
     # nncf-accuracy: the backend its accuracy control measures on; None: the one INT8 files
     # open on here (backends.int8_backend), which is where the judge runs them.
@@ -294,7 +295,7 @@ def label_of(path) -> str:
 def labels_for(paths) -> list | None:
     """Folder-per-class labels when the evaluation images sit in two or more class folders."""
     labels = [label_of(p) for p in paths]
-    enough = min(map(labels.count, set(labels)), default=0) >= quality.PROBE_FOLDS
+    enough = min(map(labels.count, set(labels)), default=0) >= comparison.PROBE_FOLDS
     return labels if len(set(labels)) >= 2 and enough else None
 
 

@@ -105,7 +105,7 @@ def corpus(tmp_path_factory, photo_paths):
 # process's memory, which Linux carries across the fork and exec that start the child.
 MEASURED_CLI = """
 import sys
-from fexport.bench.core import peak_rss_mib
+from fexport.runtime.timing import peak_rss_mib
 from fexport.cli import main
 try:
     main(sys.argv[1:])

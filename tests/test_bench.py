@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import run_cli
 from fexport.bench import flops, matmul, report, suite
-from fexport.bench.core import machine
+from fexport.runtime.timing import machine
 
 KEYS = {"runtime", "batch", "iterations", "calls_per_round", "first_run_ms", "mean_ms",
         "p50_ms", "p90_ms", "p95_ms", "p99_ms", "images_per_s"}

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import MINI_XCEPTION, error_line, run_cli
+from fexport.comparison import row_cosines
 from fexport.exporter import ExportOptions, export
-from fexport.precision.quality import row_cosines
 from fexport.runtime import FeatureExtractor
 from fexport.runtime.contract import METADATA_KEY, stored_contract
 

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as triton_http
 from PIL import Image
 
-from fexport.precision.quality import max_rel
+from fexport.comparison import max_rel
 from fexport.runtime import FeatureExtractor
 from serving import Server, get, post_json
 

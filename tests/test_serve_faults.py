@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fexport.precision.quality import max_rel
+from fexport.comparison import max_rel
 from fexport.runtime import FeatureExtractor
 from serving import Server, get, post_json, request
 

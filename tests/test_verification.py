@@ -8,10 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from fexport import models
+from fexport import comparison, models
 from fexport.errors import VerificationError
 from fexport.exporter import ExportOptions, export
-from fexport.exporter import verify as verification
 from fexport.exporter.export import verify_file
 from fexport.exporter.load import build_registry_model
 
@@ -42,8 +41,8 @@ def test_rounding_amplified_by_the_model_is_named_as_such(tmp_path):
     assert report.rounding_explains and not report.passed and not report.verifiable
     for check in report.checks:
         # Keras against itself under 1e-7 input noise is as far off as ONNX Runtime is.
-        assert check.noise_floor.max_rel > verification.DEFAULT_RTOL
-        assert check.max_rel <= verification.SENSITIVITY_FACTOR * check.noise_floor.max_rel
+        assert check.noise_floor.max_rel > comparison.EXPORT_MAX_REL
+        assert check.max_rel <= comparison.SENSITIVITY_FACTOR * check.noise_floor.max_rel
 
 
 def test_differences_within_a_moderate_noise_floor_pass_and_say_so(tmp_path):
@@ -52,7 +51,7 @@ def test_differences_within_a_moderate_noise_floor_pass_and_say_so(tmp_path):
     report = export(ExportOptions(str(path), layers=["gap"],
                                   output=str(tmp_path / "c.onnx"))).report
     assert report.passed and report.verifiable
-    assert max(c.max_rel for c in report.checks) > verification.DEFAULT_RTOL
+    assert max(c.max_rel for c in report.checks) > comparison.EXPORT_MAX_REL
     lines = [check.line() for check in report.checks]
     assert all("within float32 rounding as this model amplifies it" in line for line in lines)
     assert report.lines() == [*lines, "verification passed"]
@@ -79,7 +78,7 @@ def test_a_changed_weight_is_named_a_defect(tmp_path):
 def keras_sensitivity(model, seed=1):
     x = np.random.default_rng(seed).integers(0, 256, (2, *model.input_shape[1:]))
     x = x.astype(np.float32)
-    noisy = x * (1 + verification.INPUT_NOISE * np.random.default_rng(seed).standard_normal(
+    noisy = x * (1 + comparison.INPUT_NOISE * np.random.default_rng(seed).standard_normal(
         x.shape)).astype(np.float32)
     a, b = model.predict(x, verbose=0), model.predict(noisy, verbose=0)
     return np.abs(a - b).max() / np.abs(a).max(), np.abs(a).max()
@@ -101,4 +100,4 @@ def test_random_weights_get_calibrated_batchnorm():
     # so no verification could mean anything. Calibrated: it moves by less than the tolerance
     # (measured 2e-5) and verification does.
     assert plain_rel > 0.1 and plain_max > 1e4
-    assert calibrated_rel < verification.DEFAULT_RTOL and calibrated_max < 100
+    assert calibrated_rel < comparison.EXPORT_MAX_REL and calibrated_max < 100

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from fexport.bench import core
+from fexport.runtime import benchmark as core
+from fexport.runtime.timing import TURN_S
 
 from .options import Device, InputSize, Json, Threads
 from .outputs import print_json, say
@@ -25,7 +26,7 @@ def bench(
     = core.DEFAULT_WARMUP,
     iters: Annotated[int, typer.Option(
         min=1, help="Timed rounds per batch size; with several runtimes, a round gives each "
-                    f"about {core.TURN_S:g} s of back-to-back calls.")] = core.DEFAULT_ITERS,
+                    f"about {TURN_S:g} s of back-to-back calls.")] = core.DEFAULT_ITERS,
     duration: Annotated[Optional[float], typer.Option(
         help="Time each batch size for this many seconds instead of --iters.")] = None,
     images: Annotated[Optional[str], typer.Option(
@@ -49,12 +50,21 @@ def bench(
 
     paths = expand(images) if images else []
     result = core.bench_model(model_file, parse_batch_sizes(batch_sizes), device, threads,
-                              warmup, iters, duration, input_size, compare_keras, paths,
-                              variant or [], _all_backends(backends))
+                              warmup, iters, duration, input_size, _keras_runners(compare_keras),
+                              paths, variant or [], _all_backends(backends))
     for line in report_lines(result):
         say(line, as_json)
     if as_json:
         print_json(result)
+
+
+def _keras_runners(compare_keras: bool):
+    """The Keras side of --compare-keras (TensorFlow loads only when it runs)."""
+    if not compare_keras:
+        return None
+    from fexport.exporter.keras_side import keras_runners
+
+    return keras_runners
 
 
 def _all_backends(backends) -> bool:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fexport.precision.quality import MIN_EVALUATION_IMAGES
+from fexport.comparison import MIN_EVALUATION_IMAGES
 
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA if it loads), cpu or cuda.")]
 Backend = Annotated[str, typer.Option(

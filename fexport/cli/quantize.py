@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from fexport.comparison import VARIANT_MIN_COSINE
 from fexport.precision import optimize as search
-from fexport.precision.quality import DEFAULT_MIN_COSINE
 from fexport.precision.quantize import QuantizeOptions
 
 from .options import SPLIT_RULE, Json, ReplaceOutputs, library_default
@@ -38,7 +38,7 @@ def quantize(
              "second with accuracy control; needs fexport[openvino]).")]
     = QuantizeOptions.method,
     eval_images: EvalImages = None,
-    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
+    min_cosine: MinCosine = VARIANT_MIN_COSINE,
     bf16: Annotated[bool, typer.Option(
         "--bf16", help="Run the parts left in float in bf16 on OpenVINO (CPUs with AMX or "
                        "AVX-512 BF16; needs fexport[openvino]); judged so. Writes "
@@ -59,7 +59,7 @@ def convert(
     eval_images: Annotated[Optional[str], typer.Option(
         "--eval-images", help="Images to judge quality on.")] = None,
     output: Output = None,
-    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
+    min_cosine: MinCosine = VARIANT_MIN_COSINE,
     overwrite: ReplaceOutputs = False,
 ):
     """Make a float16 (GPU) or bf16 (CPU) variant, judged against float32 on real images.
@@ -84,7 +84,7 @@ def optimize(
                                      "--eval-images all of them calibrate INT8. "
                                      + SPLIT_RULE)],
     eval_images: EvalImages = None,
-    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
+    min_cosine: MinCosine = VARIANT_MIN_COSINE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Batch size to time at.")]
     = library_default(search.optimize, "batch_size"),
@@ -126,7 +126,7 @@ def optimize(
 
 def make_variant(model_file, precision, calibration_dir, eval_dir, output=None, overwrite=False,
                  *, samples=QuantizeOptions.samples, method=QuantizeOptions.method,
-                 min_cosine=DEFAULT_MIN_COSINE) -> None:
+                 min_cosine=VARIANT_MIN_COSINE) -> None:
     """Build, judge and write one reduced-precision variant; print its report."""
     from fexport.errors import VerificationError
     from fexport.precision import quantize as q

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fexport.comparison import MIN_EVALUATION_IMAGES
 from fexport.errors import UsageError
 from fexport.precision import imagesets
-from fexport.precision.quality import MIN_EVALUATION_IMAGES
 
 
 def _folder(path, count):

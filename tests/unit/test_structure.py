@@ -92,3 +92,49 @@ def test_no_module_is_named_like_another_package():
     stems = {path.stem for path, init in MODULES.values() if not init}
     clashes = stems & (set(sys.stdlib_module_names) | THIRD_PARTY)
     assert clashes == set()
+
+
+# The rooms (docs/architecture.md) and the rooms each may import. The base is the package
+# root's standard-library-only modules; the front (the API and the CLI) is the only room that
+# sees every other; bench/ uses the library as a user would and nothing imports it.
+BASE = {"fexport", "fexport.errors", "fexport.extras", "fexport.reports",
+        "fexport.export_options", "fexport.comparison"}
+FRONT = {"fexport.api", "fexport.__main__"}
+ALLOWED = {
+    "base": set(),
+    "models": {"base"},
+    "runtime": {"base", "models"},
+    "precision": {"base", "models", "runtime"},
+    "exporter": {"base", "models", "runtime"},
+    "serve": {"base", "runtime"},
+    "front": {"base", "models", "runtime", "precision", "exporter", "serve"},
+    "bench": {"base", "models", "runtime", "precision", "exporter"},
+}
+
+
+def room_of(name: str) -> str:
+    if name in BASE:
+        return "base"
+    if name in FRONT or name.startswith("fexport.cli"):
+        return "front"
+    return name.split(".")[1]
+
+
+def room_graph() -> dict[str, dict[str, list[str]]]:
+    """{room: {room it imports: [one 'module -> module' line per import]}}."""
+    graph = {}
+    for name in sorted(MODULES):
+        for other in sorted(_imported(name, *MODULES[name])):
+            here, there = room_of(name), room_of(other)
+            if here != there:
+                graph.setdefault(here, {}).setdefault(there, []).append(f"{name} -> {other}")
+    return graph
+
+
+def test_rooms_import_only_in_their_allowed_directions():
+    graph = room_graph()
+    print("\n".join(f"{room} -> {', '.join(sorted(targets))}" for room, targets in graph.items()))
+    assert set(graph) <= set(ALLOWED), f"modules in no known room: {set(graph) - set(ALLOWED)}"
+    wrong = [line for room, targets in graph.items() for target, lines in targets.items()
+             if target not in ALLOWED[room] for line in lines]
+    assert wrong == [], "imports against the architecture: " + "; ".join(wrong)

@@ -6,12 +6,12 @@ features: Keras's own preprocess_input, the cut model, the head in numpy. Needs 
 
 from __future__ import annotations
 
-from .runner import Runner
+from fexport.runtime.timing import Runner
 
 
 def keras_runners(contract) -> list[Runner]:
     """Keras `predict` (what most users call) and a direct call `model(x)` (the fast path)."""
-    from fexport.exporter.export import reference_from_contract
+    from .export import reference_from_contract
 
     reference = reference_from_contract(contract)
     model, prepare, head = reference.cut_model, reference.network_input, reference.apply_head
@@ -26,6 +26,6 @@ def keras_runners(contract) -> list[Runner]:
 
 def save_keras_model(contract, path) -> None:
     """The cut model as a .keras file, for the cold-start comparison."""
-    from fexport.exporter.export import reference_from_contract
+    from .export import reference_from_contract
 
     reference_from_contract(contract).cut_model.save(path)
