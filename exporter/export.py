@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fexport import __version__, models
 from fexport.comparison import EXPORT_MAX_REL, EXPORT_MIN_COSINE
@@ -12,7 +11,7 @@ from fexport.export_options import RECOMMENDED, ExportOptions
 from fexport.reports import SHAPE_MISMATCH, CheckResult, VerificationReport
 from fexport.runtime.contract import Contract, InputSpec, write_onnx
 
-from . import convert, cut, graph, heads, hub, hub_cuts, layouts, load, save
+from . import convert, cut, graph, heads, hub, hub_cuts, layouts, load, save, sources
 from . import verify as verification
 
 __all__ = ["RECOMMENDED", "ExportOptions", "ExportResult", "export"]
@@ -49,7 +48,7 @@ class Prepared:
     """A loaded and cut model with everything the graph and the contract need."""
 
     cut_model: object
-    source: load.Source
+    source: sources.Source
     layer_names: list[str]
     input_spec: InputSpec
     mode: str
@@ -152,9 +151,10 @@ def _check_options(options):
 def prepare(options) -> Prepared:
     """Load the model, choose its layers and fix its input: everything but the conversion."""
     selectors = [cut.parse_selector(s) for s in options.layers]
-    side = hub.side_for(options)
-    model, source, spec = (side.model, hub.source_of(side, options.source), None) if side else \
-        _load(options, selectors)
+    given = sources.resolve(options.source)
+    side = _image_side(given, options) if given.kind == sources.HUB else None
+    model, source, spec = (side.model, sources.hub_source(side, given.given), None) if side \
+        else _load(options, given, selectors)
     layers = [_resolve(model, spec, s, side, options.head) for s in selectors]
     names = [layer.name for layer in layers]
     renamed = cut.make_names_scope_safe(model)
@@ -182,15 +182,19 @@ def _default_mode(spec, side) -> str:
     return "none"
 
 
-def _load(options, selectors):
-    spec = None if load.is_live_model(options.source) or Path(options.source).exists() \
-        else models.get(options.source)
+def _image_side(given, options) -> hub.ImageSide:
+    load.check_own_weights(options.weights, "a KerasHub preset or model")
+    return hub.load(given.given)
+
+
+def _load(options, given, selectors):
+    spec = given.spec
     top = bool(spec) and cut.needs_top(spec, selectors)
-    model, source = load.load(options.source, options.weights, top, options.input_size,
-                              options.seed, options.unsafe)
+    model, source = load.load(given, options.weights, top, options.input_size, options.seed,
+                              options.unsafe)
     if spec and not top and not _all_found(model, selectors):
         # A layer of the top that the registry does not list (Keras names some automatically).
-        model, source = load.load(options.source, options.weights, True, options.input_size,
+        model, source = load.load(given, options.weights, True, options.input_size,
                                   options.seed, options.unsafe)
     return model, source, spec
 

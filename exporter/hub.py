@@ -280,23 +280,3 @@ def is_wanted(source) -> bool:
     if not isinstance(source, str) or os.path.exists(source) or models.find(source):
         return False
     return is_preset_name(source)
-
-
-def side_for(options) -> ImageSide | None:
-    """The image side of an export's KerasHub source, or None for any other source."""
-    if not is_wanted(options.source):
-        return None
-    if options.weights not in ("imagenet", "none", None):
-        raise UsageError("--weights applies to registry models; a KerasHub preset or model "
-                         "carries its own weights")
-    return load(options.source)
-
-
-def source_of(side: ImageSide, source):
-    """Where the model came from, as the contract records it (exporter/load.py's Source)."""
-    from .load import Source
-
-    live = is_hub_object(source)
-    name = side.name if live or not os.path.isdir(side.name) else os.path.abspath(side.name)
-    return Source(name, "memory" if live else "preset", "preset", None, False, "keras",
-                  side.family)

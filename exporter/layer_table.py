@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from fexport import models
 from fexport.errors import LayerError
 
-from . import cut, hub, layouts, load
+from . import cut, hub, layouts, load, sources
 
 
 def load_for_listing(source, weights="none", input_size=None, unsafe=False):
     """The full model (with its top, so every layer is listed); weights do not change shapes.
     For a KerasHub source, its flat image side (exporter/hub.py) in place of the spec."""
-    if hub.is_wanted(source):
+    given = sources.resolve(source)
+    if given.kind == sources.HUB:
         side = hub.load(source)
         return side.model, side
-    if load.is_live_model(source):
+    if given.kind == sources.LIVE:
         return load.live_model(source)[0], None
-    if Path(source).exists():
-        return load.load_file(source, unsafe)[0], None
-    spec = models.get(source)
-    return load.build_registry_model(spec, weights, True, input_size), spec
+    if given.kind == sources.FILE:
+        return load.load_file(given.given, unsafe)[0], None
+    return load.build_registry_model(given.spec, weights, True, input_size), given.spec
 
 
 @dataclass

@@ -12,37 +12,24 @@ import json
 import os
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fexport import models as registry
 from fexport.errors import ModelLoadError, UsageError, WeightsUnavailableError, whole_sentences
 from fexport.models.weights import keras_cache
 
-
-@dataclass
-class Source:
-    """Where a model came from, as the contract records it."""
-
-    name: str  # registry name, the absolute path of the user's file, or a live model's name
-    kind: str  # "registry", "file" or "memory"
-    weights: str = "none"
-    seed: int | None = None
-    include_top: bool = False
-    loader: str = "keras"  # "keras" or "tf_keras": which Keras built the model
-    model_class: str | None = None  # a live model's class ("Sequential", "Functional")
+from .sources import FILE, LIVE, ModelSource, Source
 
 
-def load(source, weights="imagenet", include_top=False, input_size=None, seed=0, unsafe=False):
-    """(model, Source) for a registry name, a model file/directory or a live Keras model."""
-    if is_live_model(source) or os.path.exists(source):
-        if weights not in ("imagenet", "none", None):
-            raise UsageError("--weights applies to registry models; a model file or object "
-                             "carries its own weights")
-        return live_model(source) if is_live_model(source) else load_file(source, unsafe)
-    spec = registry.get(source)  # raises ModelNotFoundError with suggestions
+def load(source: ModelSource, weights="imagenet", include_top=False, input_size=None, seed=0,
+         unsafe=False):
+    """(model, Source) for a resolved registry name, model file/directory or live model."""
+    if source.kind in (LIVE, FILE):
+        check_own_weights(weights, "a model file or object")
+        return live_model(source.given) if source.kind == LIVE else \
+            load_file(source.given, unsafe)
+    spec = source.spec
     model = build_registry_model(spec, weights, include_top, input_size, seed)
     seed = seed if weights in ("none", None) else None
     return model, Source(spec.name, "registry", _weights_label(weights), seed, include_top)
@@ -142,9 +129,11 @@ def _weights_error(spec, weights, exc):
                           f"{whole_sentences(text)}")
 
 
-def is_live_model(source) -> bool:
-    """A Keras model object (Keras 3 or tf_keras), rather than a name or a path."""
-    return not isinstance(source, (str, bytes, os.PathLike)) and hasattr(source, "layers")
+def check_own_weights(weights, what) -> None:
+    """--weights is for registry models: anything else carries its own."""
+    if weights not in ("imagenet", "none", None):
+        raise UsageError(f"--weights applies to registry models; {what} carries its own "
+                         "weights")
 
 
 def live_model(model):
