@@ -125,20 +125,10 @@ def backend_runners(paths, device, engine_options, skipped) -> list[Runner]:
     return runners
 
 
-
 def bare_runner(extractor) -> Runner:
     """The engine's own API on the same file, fed the same prepared batch."""
-    contract, engine = extractor.contract, extractor.engine
-    if isinstance(engine, sessions.OnnxRuntimeBackend):
-        runner = onnx_runner(engine.session, contract)
-        runner.name = f"bare {extractor.ran}"
-        return runner
-    request = engine.compiled.create_infer_request()
-
-    def infer(pixels):
-        request.infer({0: to_model_input(contract, pixels)})
-        return request.get_output_tensor(0).data.copy()
-    return Runner(f"bare {extractor.ran}", infer)
+    contract, call = extractor.contract, extractor.engine.bare_call()
+    return Runner(f"bare {extractor.ran}", lambda pixels: call(to_model_input(contract, pixels)))
 
 
 

@@ -3,7 +3,9 @@ what really ran."""
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -28,15 +30,21 @@ class TensorInfo:
     shape: list  # ints and, for dynamic dimensions, names or None
 
 
-class Backend:
+class Backend(abc.ABC):
     """One opened model. `run` is safe to call from several threads at once."""
 
     ran: Ran
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - an interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The first output for one batch already in the model's input layout and dtype."""
+
+    @abc.abstractmethod
+    def bare_call(self) -> Callable[[np.ndarray], object]:
+        """The engine's own API for one batch and nothing of fexport's around it, for one
+        thread: what `fexport bench --backends all` times as "bare" beside `run`."""
 
     @property
     def providers(self) -> list[str]:

@@ -103,6 +103,17 @@ def test_openvino_runs_the_tiny_model_like_the_reference(tiny_model, pixels, exp
     assert_close(engine.run(pixels), expected_features(pixels))
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_each_backends_bare_call_computes_what_run_does(tiny_model, pixels, backend):
+    """One interface: bench times the engine's own API through bare_call, whatever it is."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    engine = backends.open_backend(tiny_model, backend=backend, device="cpu", threads=1)
+    assert isinstance(engine, backends.Backend)
+    bare = np.asarray(engine.bare_call()(pixels))
+    assert_close(bare.reshape(engine.run(pixels).shape), engine.run(pixels))
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
 def test_cuda_that_does_not_load_is_an_error_not_a_silent_cpu(tiny_model):
     if backends.cuda_available():
