@@ -23,17 +23,16 @@ from fexport.errors import ContractError, FexportError, UsageError
 from fexport.models import preprocessing
 from fexport.reports import QualityReport, VerificationReport
 
-from . import backends, contract_fields
+from . import backends, contract_fields, contract_migrations
 from .files import atomic, images
 
 METADATA_KEY = "fexport.contract"
 # 2: `verification` holds every check and the tolerances as max_rel_allowed and
 # min_cosine_required; `quantization` names its gate min_cosine_required (fexport/reports.py).
 # 3: adds preprocessing_scale/offset (scale_offset), resize, normalize and source_kind "preset"
-# (KerasHub). A version-2 contract is read as it is: the new fields keep their defaults, which
-# are what a version-2 file did.
+# (KerasHub). Older versions are upgraded on open (contract_migrations.py).
 FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,7 @@ class Contract:
                     f"the model's fexport contract has format_version {version!r}; this fexport "
                     f"reads versions {', '.join(map(str, READABLE_VERSIONS))}. Re-export the "
                     "model with this fexport.")
+            data = contract_migrations.upgrade(data)
             data["input"] = InputSpec(**data["input"])
             for name, report_class in _REPORTS.items():
                 if data.get(name) is not None:

@@ -179,7 +179,7 @@ ONNX_CASES = {
     "plain": ([], "no fexport metadata, so its input size is unknown; pass input_size=(height, "
                   "width) (CLI: --input-size H W)"),
     "bad_contract": ([], "fexport metadata is not a valid contract"),
-    "future_contract": ([], "format_version 99; this fexport reads versions 2, 3"),
+    "future_contract": ([], "format_version 99; this fexport reads versions 1, 2, 3"),
     "vector": (["--input-size", "32", "32"], "fexport needs a 4-D image input"),
 }
 

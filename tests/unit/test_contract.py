@@ -176,3 +176,39 @@ def test_the_cli_refuses_a_contract_with_lists_for_fields(tiny_variant):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert "fexport contract has" in proc.stderr and "re-export" in proc.stderr
+
+
+# What fexport wrote before 2026-11-27 (format 1): verification as a summary, the quality report
+# under that time's names.
+FORMAT_1_VERIFICATION = {"passed": True, "rtol": 1e-4, "min_cosine_threshold": 0.9999,
+                         "checks": 5, "max_rel": 2e-7, "min_cosine": 1.0}
+FORMAT_1_QUALITY = {"images": 9, "min_cosine": 0.995, "mean_cosine": 0.998, "max_rel": 0.03,
+                    "neighbour_overlap_at_5": 0.96, "min_cosine_threshold": 0.99,
+                    "linear_probe_accuracy": {"float32": 0.9, "candidate": 0.85},
+                    "passed": True, "precision": "int8", "method": "static QDQ"}
+
+
+def test_a_format_1_contract_is_upgraded_on_open(tiny_variant, pixels, expected_features):
+    path = tiny_variant(format_version=1, verification=FORMAT_1_VERIFICATION,
+                        quantization=FORMAT_1_QUALITY)
+    contract = contracts.stored_contract(path)
+    assert contract.format_version == 2  # upgraded in memory; the file is left as it was
+    report = contract.verification
+    assert report.passed and report.max_rel_allowed == 1e-4 and report.max_rel == 2e-7
+    assert report.min_cosine_required == 0.9999 and "5 checks" in report.checks[0].label
+    quality = contract.quantization
+    assert quality.passed and quality.min_cosine_required == 0.99
+    assert (quality.neighbour_overlap, quality.neighbours) == (0.96, 5)
+    assert (quality.probe_accuracy_float32, quality.probe_accuracy_candidate) == (0.9, 0.85)
+    from fexport.runtime import FeatureExtractor
+
+    features = FeatureExtractor(path, device="cpu").predict(pixels)
+    # The numpy reference sums float32 in another order: ~1e-6 relative; 1e-5 leaves room.
+    np.testing.assert_allclose(features, expected_features(pixels), rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_format_1_verification_stays_failed(tiny_variant):
+    failed = {**FORMAT_1_VERIFICATION, "passed": False, "max_rel": 0.2}
+    report = contracts.stored_contract(tiny_variant(format_version=1,
+                                                    verification=failed)).verification
+    assert not report.passed and report.max_rel == 0.2
