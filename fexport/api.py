@@ -19,11 +19,13 @@ from fexport.errors import UsageError
 
 
 def export(model, layer=None, *, head=None, output=None, verify_images=None, **options):
-    """Cut `model` at `layer` (a name, an index, "penultimate", or a list of them to join),
-    add `head` ("flatten", "avg", "max", "none"; default flatten), bake preprocessing, write
-    `output` (an .onnx file) and verify it against Keras. Other options are ExportOptions'
-    fields: weights, input_size, layout, input_dtype, batch, preprocess, bake_preprocessing,
-    flatten_order, saved_model, opset, verify, rtol, min_cosine, unsafe, seed.
+    """Cut `model` at `layer` (a name, an index, "penultimate", "block:K" for KerasHub
+    transformers, or a list of them to join), add `head` ("flatten", "avg", "max", "none";
+    for tokens "cls", "mean", "cls+mean", "pooled"; default flatten), bake preprocessing,
+    write `output` (an .onnx file) and verify it against Keras. Other options are
+    ExportOptions' fields: weights, input_size, layout, input_dtype, batch, preprocess,
+    bake_preprocessing, flatten_order, normalize ("l2"), saved_model, opset, verify, rtol,
+    min_cosine, unsafe, seed.
 
     Returns an ExportResult (written paths, contract, verification report; `to_dict()` for
     JSON). Raises VerificationError when the ONNX model differs from Keras."""

@@ -82,3 +82,32 @@ def test_every_command_summary_is_one_line_that_fits_the_list():
         summary = (command.callback.__doc__ or "").strip().split("\n\n")[0]
         assert summary and "\n" not in summary, (name, summary)
         assert len(summary) <= 88 and summary.endswith("."), (name, summary)
+
+
+# The CLI's words for ExportOptions fields that it spells another way.
+CLI_NAME = {"layers": "layer", "verify": "no_verify", "bake_preprocessing": "no_preprocess"}
+
+
+def test_every_export_option_is_on_the_cli_with_the_librarys_default():
+    """ExportOptions is the one definition: the CLI offers each field, with its default (or
+    None, where the exporter decides from the model), and the API's docstring names it."""
+    import dataclasses
+    import inspect
+
+    from fexport import api
+    from fexport.cli import export as cli_export
+    from fexport.export_options import ExportOptions
+
+    parameters = inspect.signature(cli_export.export).parameters
+    for option in dataclasses.fields(ExportOptions):
+        if option.name == "source":
+            continue
+        name = CLI_NAME.get(option.name, option.name)
+        assert name in parameters, f"fexport export has no option for {option.name}"
+        default = parameters[name].default
+        library = getattr(ExportOptions, option.name, None)  # None: a factory's list
+        flag = name in CLI_NAME.values()  # --layer (repeatable), --no-verify, --no-preprocess
+        assert flag or default in (None, library), f"--{name}: {default!r}, not {library!r}"
+        documented = option.name in api.export.__doc__ or \
+            {option.name, name} & set(inspect.signature(api.export).parameters)
+        assert documented, f"fexport.export() neither takes nor documents {option.name}"
