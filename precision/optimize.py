@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fexport import comparison
 from fexport.errors import DeviceError, UsageError
 from fexport.extras import installed, require
@@ -271,7 +273,10 @@ def _judged(name, backend, precision, file, report: QualityReport) -> Candidate:
 
 @dataclass
 class _Timer:
-    """Sets the images/s of candidates at `batch_size`, timed in turns in one process."""
+    """Sets the images/s of candidates at `batch_size`. Each candidate takes turns with the
+    baseline (candidates[0], float32 on ONNX Runtime) in one process, one pair open at a time:
+    at most two engines in memory however many candidates, and each speed is a ratio to the
+    baseline measured in the same minutes, so drift (turbo, other load) cancels."""
 
     contract: object
     batch_size: int
@@ -280,11 +285,28 @@ class _Timer:
     def __call__(self, candidates) -> None:
         from fexport.runtime import timing
 
-        runners = [timing.Runner(str(i), FeatureExtractor(c.file, "cpu", backend=c.backend)
-                               .predict) for i, c in enumerate(candidates)]
         pixels = timing.random_pixels(self.contract, self.batch_size)
-        for row in timing.bench_batch(runners, pixels, 2, self.iters, None):
-            candidates[int(row["runtime"])].images_per_s = row["images_per_s"]
+        baseline, ratios, base_rates = _extractor(candidates[0]), [], []
+        for candidate in candidates[1:]:
+            base_rate, rate = self._rates([baseline, _extractor(candidate)], pixels)
+            base_rates.append(base_rate)  # the candidate's engine is freed before the next
+            ratios.append(rate / base_rate)
+        base = float(np.median(base_rates)) if base_rates else \
+            self._rates([baseline], pixels)[0]
+        candidates[0].images_per_s = base
+        for candidate, ratio in zip(candidates[1:], ratios):
+            candidate.images_per_s = base * ratio
+
+    def _rates(self, extractors, pixels) -> list[float]:
+        from fexport.runtime import timing
+
+        runners = [timing.Runner(str(i), e.predict) for i, e in enumerate(extractors)]
+        return [row["images_per_s"]
+                for row in timing.bench_batch(runners, pixels, 2, self.iters, None)]
+
+
+def _extractor(candidate) -> FeatureExtractor:
+    return FeatureExtractor(candidate.file, "cpu", backend=candidate.backend)
 
 
 def _finish(candidates, reference, output, batch_size, min_cosine_required,
