@@ -39,6 +39,14 @@ def _sklearn_images() -> Path:
     return Path(sklearn.datasets.__file__).parent / "images"
 
 
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: one worker per core, as many as memory holds. The heaviest promise tests (the
+    notebook example with VGG16, optimize) peak near 7 GiB each; 8 GiB a worker leaves room."""
+    cores = len(os.sched_getaffinity(0))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cores, memory // (8 * 2**30)))
+
+
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> Path:
     """A folder of real photos (PNG and JPEG, RGB, grayscale, RGBA)."""
