@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -144,12 +145,28 @@ def _pre_process(model, prepared) -> None:
     optimization then still run, which is what the quantizer needs."""
     quant_pre_process = require("onnxruntime.quantization.shape_inference",
                                 "INT8 quantization").quant_pre_process
+    model, prepared = os.path.abspath(model), os.path.abspath(prepared)
+    # When it gives up, ORT's symbolic shape inference dumps sym_shape_infer_temp.onnx and its
+    # weights (UUID.data) into the working directory (onnxruntime 1.32): run it in the
+    # scratch folder, so nothing lands in the user's.
+    with _working_directory(os.path.dirname(prepared)):
+        try:
+            quant_pre_process(model, prepared)
+        except Exception as exc:  # noqa: BLE001 - ORT raises a bare Exception here
+            if "symbolic shape inference" not in str(exc):
+                raise
+            quant_pre_process(model, prepared, skip_symbolic_shape=True)
+
+
+@contextlib.contextmanager
+def _working_directory(path):
+    """contextlib.chdir of Python 3.11, for 3.10."""
+    before = os.getcwd()
+    os.chdir(path)
     try:
-        quant_pre_process(str(model), str(prepared))
-    except Exception as exc:  # noqa: BLE001 - ORT raises a bare Exception here
-        if "symbolic shape inference" not in str(exc):
-            raise
-        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _int8(options, reference, candidate, workdir) -> None:

@@ -39,6 +39,29 @@ def _sklearn_images() -> Path:
     return Path(sklearn.datasets.__file__).parent / "images"
 
 
+def _root_entries() -> set[str]:
+    """What the repository's root holds, without hidden files and caches."""
+    return {p.name for p in ROOT.iterdir() if not p.name.startswith((".", "__"))}
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_ROOT_BEFORE] = _root_entries()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The tests write only into their own tmp folders: a file left in the repository's root
+    (a library that dumps into the working directory) fails the run, named."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller checks
+        return
+    leaked = sorted(_root_entries() - session.config.stash[_ROOT_BEFORE])
+    if leaked:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        sys.stderr.write(f"\nthe tests left files in {ROOT}: {', '.join(leaked)}\n")
+
+
+_ROOT_BEFORE = pytest.StashKey[set]()
+
+
 def pytest_xdist_auto_num_workers(config):
     """-n auto: one worker per core, as many as memory holds. The heaviest promise tests (the
     notebook example with VGG16, optimize) peak near 7 GiB each; 8 GiB a worker leaves room."""
