@@ -88,13 +88,77 @@ def test_each_actor_opens_the_model_once(ray_run):
     assert sum(w["rows"] for w in workers.values()) == 14
 
 
-def test_on_error_fail_stops_at_the_first_bad_file_and_keeps_nothing(
-        cluster, resnet8_onnx, mixed, tmp_path):
+def test_on_error_fail_stops_at_the_first_bad_file_and_a_resume_finishes(
+        cluster, resnet8_onnx, mixed, tmp_path, local):
+    """As with the local engine: no output, the committed shards kept for --resume; a resume
+    with other options is refused with what differs; with --on-error skip it finishes."""
     out = tmp_path / "features.parquet"
+    run = dict(engine="ray", batch_size=1, num_workers=2, rows_per_shard=1)
     with pytest.raises(ImageError, match=r"empty\.jpg: the file is empty"):
-        extract_to_file(resnet8_onnx, [mixed], out, engine="ray", batch_size=1, num_workers=2,
-                        rows_per_shard=1, on_error="fail")
-    assert list(tmp_path.iterdir()) == []
+        extract_to_file(resnet8_onnx, [mixed], out, on_error="fail", **run)
+    assert [p.name for p in tmp_path.iterdir()] == ["features.parquet.parts"]
+    with pytest.raises(OutputError, match="left .*features.parquet.parts: pass --resume"):
+        extract_to_file(resnet8_onnx, [mixed], out, **run)
+    with pytest.raises(OutputError, match=r"--batch-size differs .*\(1 then, 2 now\)"):
+        extract_to_file(resnet8_onnx, [mixed], out, mode="resume", **{**run, "batch_size": 2})
+    summary = extract_to_file(resnet8_onnx, [mixed], out, mode="resume", **run)
+    paths, features, failures = read_features(out)
+    assert paths == local[0][:-1] and failures == {k: v for k, v in local[2].items()}
+    np.testing.assert_array_equal(features, local[1][:-1])
+    assert 0 < summary.resumed < summary.total == 13 and summary.extracted == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.failures.tsv",
+                                                          "features.parquet"]
+
+
+def _ray_cli(resnet8_onnx, inputs, out, *extra):
+    mixed, odd = inputs
+    return ["extract", str(resnet8_onnx), str(mixed), str(odd.parent), "-o", str(out),
+            "--engine", "ray", "--num-workers", "2", "--batch-size", "1", "--rows-per-shard",
+            "2", *extra]
+
+
+def test_a_run_killed_mid_way_resumes_to_the_local_engines_rows(resnet8_onnx, inputs,
+                                                                  tmp_path, local):
+    """The driver and its local Ray cluster SIGKILLed with some shards committed and others
+    not; --resume does the rest: the local engine's rows, none twice."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, paused = tmp_path / "features.parquet", tmp_path / "paused"
+    env = {**os.environ, "FEXPORT_TEST_PAUSE_AT_INPUT": f"6:{paused}"}
+    proc = subprocess.Popen([sys.executable, "-m", "fexport", *_ray_cli(resnet8_onnx, inputs,
+                                                                        out)],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert paused.exists(), f"the run never reached input 6 (exit {proc.poll()})"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, the raylet and every worker at once
+    proc.wait(timeout=60)
+    parts = out.with_name("features.parquet.parts")
+    committed = sorted(p.name for p in parts.glob("part-*.json"))
+    assert committed and all(int(name.split("-")[1]) < 6 for name in committed)
+    resumed = run_cli(*_ray_cli(resnet8_onnx, inputs, out, "--resume"))
+    paths, features, failures = read_features(out)
+    assert paths == local[0] and failures == local[2]  # in order, each row once
+    np.testing.assert_array_equal(features, local[1])
+    assert "extracted 11 of 14 images" in resumed.stdout and not parts.exists()
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(resnet8_onnx, inputs,
+                                                                     tmp_path, local):
+    """A Ray worker SIGKILLs itself at input 4: Ray restarts the actor and gives its batch
+    again (ACTOR_RETRIES); the output is the local engine's, row for row."""
+    out, died = tmp_path / "features.parquet", tmp_path / "died"
+    run_cli(*_ray_cli(resnet8_onnx, inputs, out),
+            env={"FEXPORT_TEST_KILL_WORKER_AT": f"4:{died}"})
+    assert died.exists()  # a worker really died
+    paths, features, failures = read_features(out)
+    assert paths == local[0] and failures == local[2]
+    np.testing.assert_array_equal(features, local[1])
 
 
 def test_uris_in_and_out(cluster, resnet8_onnx, mixed, tmp_path, local):

@@ -71,6 +71,9 @@ def extract(
              "a local cluster).")] = None,
     num_workers: Annotated[int, typer.Option(min=1, help="Ray actors, one model each.")] = 1,
     num_gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor.")] = 0,
+    rows_per_shard: Annotated[Optional[int], typer.Option(
+        min=1, help="Ray: inputs per Parquet shard, the unit a resumed run skips (default: "
+                    "a row group's worth).")] = None,
 ):
     """Extract features from images into one file, row i for image i.
 
@@ -85,7 +88,8 @@ def extract(
                              keep_aspect=keep_aspect, exif=exif, workers=workers,
                              decode=decode, decode_quality=decode_quality)
     ray_options = dict(address=address, num_workers=num_workers,
-                       num_gpus_per_worker=num_gpus_per_worker) if engine == "ray" else {}
+                       num_gpus_per_worker=num_gpus_per_worker,
+                       rows_per_shard=rows_per_shard) if engine == "ray" else {}
     settings = dict(batch_size=batch_size, on_error=on_error, mode=_mode(resume, overwrite),
                     engine=engine, **ray_options)
     checked_run(output, **settings)  # before a long listing or a large model, for nothing

@@ -12,18 +12,18 @@ say "overwrite" or "resume". Called through `engines.extract_to_file`, which che
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict
 
-from fexport.errors import ImageError, OutputError
+from fexport.errors import ImageError
 
 from ..files import atomic, images, lock, sinks
 from ..files.inputs import expand
 from ..files.store import Record, ShardStore
 from ..on_error import FAIL
 from ..stages import StageTimes, timing
+from . import resume
 from .base import Run, Summary, check_options, open_model
 
 STORE_FORMAT = 1
@@ -98,10 +98,10 @@ def _finish(store, records, shape) -> list[str]:
 
 def identity(extractor, keys, batch_size) -> dict:
     """Everything that decides the output's bytes, so a resumed run can be checked against it."""
-    return {"store_format": STORE_FORMAT, "model_sha256": _file_sha256(extractor.path),
+    return {"store_format": STORE_FORMAT, "model_sha256": resume.file_sha256(extractor.path),
             "device": extractor.device, "threads": extractor.threads, "ran": str(extractor.ran),
             "load": _load_identity(extractor.load_options), "batch_size": int(batch_size),
-            "inputs": len(keys), "inputs_sha256": _sha256(json.dumps(keys).encode())}
+            "inputs": len(keys), "inputs_sha256": resume.sha256(json.dumps(keys).encode())}
 
 
 def _load_identity(options) -> dict:
@@ -115,46 +115,9 @@ def _load_identity(options) -> dict:
 
 def _prepare(store, mode, ident, keys) -> list[Record]:
     """The batches already committed (none for a fresh run), after refusing unsafe starts."""
-    if mode == "resume" and store.exists():
-        _check_same_run(store, ident, keys)
-        return store.records()
-    if mode == "new" and store.exists():
-        raise OutputError(f"an interrupted run of {store.output} left {store.path}: pass "
-                          "--resume to continue it, or --overwrite to start again")
-    existing = [str(p) for p in sinks.outputs(store.output) if p.exists()]
-    if existing and mode != "overwrite":
-        hint = "nothing to resume (no interrupted run is stored); " if mode == "resume" else ""
-        raise OutputError(f"{existing[0]} already exists: {hint}pass --overwrite to replace "
-                          "it, or choose another output")
-    store.create(ident, keys)
-    return []
-
-
-def _check_same_run(store, ident, keys) -> None:
-    stored = store.identity()
-    for name, words in SETTINGS.items():
-        if stored.get(name) != ident.get(name):
-            change = _describe_change(name, stored, ident, store, keys)
-            raise OutputError(f"cannot resume {store.output}: {words} differs from the "
-                              f"interrupted run's ({change}); rerun with the same model, "
-                              "inputs and options, or pass --overwrite to start again")
-
-
-def _describe_change(name, stored, ident, store, keys) -> str:
-    if name == "inputs_sha256":
-        old = store.keys()
-        first = next((i for i, pair in enumerate(zip(old, keys)) if pair[0] != pair[1]),
-                     min(len(old), len(keys)))
-        return (f"{len(old)} inputs then, {len(keys)} now; input #{first} was "
-                f"{_at(old, first)}, is {_at(keys, first)}")
-    then, now = stored.get(name), ident.get(name)
-    if name == "model_sha256":
-        return f"sha256 {str(then)[:12]}... then, {now[:12]}... now"
-    return f"{json.dumps(then)} then, {json.dumps(now)} now"
-
-
-def _at(keys, index) -> str:
-    return repr(keys[index]) if index < len(keys) else "(none)"
+    outputs = [str(p) for p in sinks.outputs(store.output)]
+    return store.records() if resume.prepare(store, mode, ident, keys, SETTINGS, outputs) \
+        else []
 
 
 def _refuse_recorded_failures(records, on_error, store) -> None:
@@ -184,15 +147,3 @@ def _summary(records, total, written, row_shape, **details) -> Summary:
     failures = [tuple(pair) for record in records for pair in record.failed]
     extracted = sum(len(record.done) for record in records)
     return Summary(total, extracted, failures, written, row_shape=row_shape, **details)
-
-
-def _file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -4,8 +4,11 @@
         --> shard writers: OUT.parquet/part-<first input>.parquet (+ OUT.failures.tsv)
 
 Called through `engines.extract_to_file(..., engine="ray")`, with the local engine's settings
-and Summary. Modes: "new" (an existing output is refused) and "overwrite"; "resume" is refused
-(Ray retries failed tasks itself, and keeps no store of finished batches to resume from).
+and Summary. Modes: "new" (an existing output is refused), "overwrite", and, for a local
+output, "resume": the shards are built in OUT.parquet.parts/, each committed by its record
+(parquet_shards.ShardFolder), so an interrupted run (the driver killed, the cluster gone)
+continues with the inputs no record covers, and no row is written twice. Ray itself retries a
+task whose worker died (`max_retries`) and restarts the actor (`max_restarts`).
 
 The driver opens the model once to check it (so a bad model fails as with the local engine,
 before any worker starts), then puts its bytes in the object store: every actor fetches them
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,11 +39,22 @@ from ..extractor import FeatureExtractor
 from ..files import images, lock, parquet_shards, remote, sinks
 from ..files.inputs import expand
 from ..on_error import FAIL
+from . import ray_resume, resume
 from .base import Run, Summary, check_options, open_model
 from .ray_workers import Extractor, open_extractor
 
 # extract_to_file's own options, beside FeatureExtractor's.
 RAY_OPTIONS = ("address", "num_workers", "num_gpus_per_worker", "rows_per_shard")
+# Faults, set on purpose rather than left to Ray's defaults. An actor whose process dies (a
+# SIGKILL, the OOM killer, a lost node) is restarted and its batch given again, 3 times at most:
+# a batch that kills every worker it meets stops the run instead of looping. Exceptions are
+# never retried: a bad image is reported per file by the worker (it never raises for one), and
+# anything a worker raises (a bad model, no CUDA, a full disk) would come back the same.
+# (Ray Data's own defaults restart actors and retry their batches without end.) Ray 2.60 calls
+# passing these through map_batches deprecated, with no named parameter yet, and removes the
+# way in 2.64: pyproject's ray extra stops below it.
+ACTOR_RETRIES = {"max_restarts": 3, "max_task_retries": 3}
+WRITER_RETRIES = {"max_retries": 3, "retry_exceptions": False}
 
 
 def require_ray():
@@ -116,10 +131,10 @@ def extract_dataset(dataset, model, *, batch_size=32, num_workers=1, num_gpus_pe
 
 def check(output, run: Run, options) -> None:
     """Refuse what no run could do, before anything starts."""
-    if run.mode == "resume":
-        raise UsageError("mode 'resume' (--resume) is for the local engine: Ray retries failed "
-                         "tasks itself and keeps no finished batches to resume from; start "
-                         "again with mode 'overwrite' (--overwrite)")
+    if run.mode == "resume" and remote.is_uri(output):
+        raise UsageError(f"mode 'resume' (--resume) needs a local output folder; {output} is "
+                         "in an object store, where shards cannot be committed by a rename: "
+                         "start again with mode 'overwrite' (--overwrite)")
     check_options(options, "ray", RAY_OPTIONS)
     if not str(output).lower().endswith(".parquet"):
         raise UsageError(f"output {output}: --engine ray writes a folder of Parquet shards; "
@@ -153,18 +168,45 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, *, address=None
 
 def _run(ray, keys, output, model, pool, run) -> Summary:
     """The run itself, on a connected Ray; `model` is (its bytes, its feature width)."""
+    with _output_lock(output):
+        if remote.is_uri(output):
+            with parquet_shards.staged(output, run.mode == "overwrite") as folder:
+                return _extract(ray, range(len(keys)), keys, folder, model, pool, run)
+        return _resumable(ray, keys, output, model, pool, run)
+
+
+def _resumable(ray, keys, output, model, pool, run) -> Summary:
+    """A local output: built in its ShardFolder, continued from its records on "resume"."""
+    folder = parquet_shards.ShardFolder(output)
+    outputs = [str(output), parquet_shards.failures_path(output)]
+    ident = ray_resume.identity(model[0], keys, pool.options, pool.rows_per_shard, run)
+    if not resume.prepare(folder, run.mode, ident, keys, ray_resume.SETTINGS, outputs):
+        ray_resume.remove_outputs(outputs)  # only "overwrite" gets here with outputs there
+    done = folder.committed()
+    summary = ray_resume.summary_of(done, keys, run.on_error, folder)
+    todo = ray_resume.not_covered(done, len(keys))
+    if done:
+        run.progress(len(keys) - len(todo))
+    if todo:
+        ray_resume.merge(summary, _extract(ray, todo, keys, str(folder.path), model, pool,
+                                           run), keys)
+    summary.resumed = len(keys) - len(todo)
+    folder.finish(len(keys))
+    return summary
+
+
+def _extract(ray, indices, keys, folder, model, pool, run) -> Summary:
     data, width = model
-    with _output_lock(output), parquet_shards.staged(output, run.mode == "overwrite") as folder:
-        features = _features(ray, _dataset(ray, keys), data, run.batch_size, pool)
-        # Writers reserve no CPU (the actors hold them all) and are as many as the actors:
-        # unbounded zero-CPU tasks would each start a new worker process.
-        reports = features.map_batches(
-            parquet_shards.write_shard, fn_kwargs={"folder": folder, "width": width},
-            batch_format="pyarrow", num_cpus=0,
-            batch_size=pool.rows_per_shard or max(run.batch_size,
-                                                  parquet_shards.rows_per_group(width)),
-            compute=ray.data.TaskPoolStrategy(size=int(pool.workers)))
-        return _collect(ray, reports, keys, run)
+    features = _features(ray, _dataset(ray, keys, indices), data, run.batch_size, pool)
+    # Writers reserve no CPU (the actors hold them all) and are as many as the actors:
+    # unbounded zero-CPU tasks would each start a new worker process.
+    reports = _map_batches(
+        features, parquet_shards.write_shard, fn_kwargs={"folder": folder, "width": width},
+        batch_format="pyarrow", num_cpus=0,
+        batch_size=pool.rows_per_shard or max(run.batch_size,
+                                              parquet_shards.rows_per_group(width)),
+        compute=ray.data.TaskPoolStrategy(size=int(pool.workers)), **WRITER_RETRIES)
+    return _collect(ray, reports, keys, run)
 
 
 def _output_lock(output):
@@ -203,11 +245,11 @@ def _checked_model(model, options):
     return Path(model).read_bytes(), extractor.feature_dim
 
 
-def _dataset(ray, keys):
+def _dataset(ray, keys, indices):
     # Arrow strings must be UTF-8 and POSIX names need not be: "path" is the name as the local
     # engine's Parquet spells it, "file" the name's bytes, to open it by.
-    dataset = ray.data.from_items([{"index": i, "path": sinks.utf8(key), "file": os.fsencode(key)}
-                                   for i, key in enumerate(keys)])
+    dataset = ray.data.from_items([{"index": i, "path": sinks.utf8(keys[i]),
+                                    "file": os.fsencode(keys[i])} for i in indices])
     dataset.context.execution_options.preserve_order = True  # rows and failures in input order
     dataset.context.enable_progress_bars = False  # the CLI draws its own; a library prints not
     dataset.context.raise_original_map_exception = True  # a worker's FexportError as itself
@@ -216,10 +258,19 @@ def _dataset(ray, keys):
 
 def _features(ray, dataset, data, batch_size, pool):
     options = {**pool.options, "threads": pool.cpus}
-    return dataset.map_batches(
-        Extractor, fn_constructor_kwargs={"model": [ray.put(data)], "options": options},
+    return _map_batches(
+        dataset, Extractor, fn_constructor_kwargs={"model": [ray.put(data)], "options": options},
         compute=ray.data.ActorPoolStrategy(size=int(pool.workers)), batch_size=batch_size,
-        batch_format="numpy", num_cpus=pool.cpus, num_gpus=pool.gpus or None)
+        batch_format="numpy", num_cpus=pool.cpus, num_gpus=pool.gpus or None,
+        **ACTOR_RETRIES)
+
+
+def _map_batches(dataset, fn, **options):
+    """Dataset.map_batches, without Ray 2.60's warning about the retry settings passed through
+    it (ACTOR_RETRIES: set on purpose, and the only way there is before 2.64)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return dataset.map_batches(fn, **options)
 
 
 def _collect(ray, reports, keys, run: Run) -> Summary:
@@ -237,7 +288,7 @@ def _collect(ray, reports, keys, run: Run) -> Summary:
 
 def _add(summary, report, keys, on_error) -> int:
     """Count one shard's report into the summary; the number of inputs it covered."""
-    failures = [_failure(keys[index], reason) for index, reason
+    failures = [ray_resume.failure(keys[index], reason) for index, reason
                 in zip(report["failed_index"], report["failed_reason"])]
     if failures and on_error == FAIL:
         raise ImageError(failures[0][1])
@@ -246,11 +297,6 @@ def _add(summary, report, keys, on_error) -> int:
     _count_workers(summary.ray_workers, report)
     return report["rows"] + len(failures)
 
-
-def _failure(key, reason):
-    """(key, reason) as the local engine words it: the name as it is, not as Arrow holds it."""
-    shown = sinks.utf8(key)
-    return key, key + reason[len(shown):] if reason.startswith(shown) else reason
 
 
 def _count_workers(workers, report) -> None:

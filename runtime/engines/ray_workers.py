@@ -58,6 +58,7 @@ class Extractor:
     def __call__(self, batch):
         if self.error:
             raise self.error
+        _kill_for_tests(batch)
         keys = [str(key) for key in batch["path"]]
         sources = _sources(batch, keys)
         loaded = list(self.pool.map(self._load, keys, sources))
@@ -76,6 +77,25 @@ class Extractor:
             return images.load(source, self.extractor.load_options), None
         except ImageError as exc:
             return None, _named(str(exc), source, key)
+
+
+def _kill_for_tests(batch) -> None:
+    """Test hook: FEXPORT_TEST_KILL_WORKER_AT=INDEX:FILE makes the first worker given input
+    INDEX create FILE and SIGKILL itself, a worker dying mid-run as the OOM killer would do it.
+    Unset, it costs one environment lookup per batch."""
+    hook = os.environ.get("FEXPORT_TEST_KILL_WORKER_AT")
+    if not hook or "index" not in batch:
+        return
+    index, marker = hook.split(":", 1)
+    if int(index) in set(int(i) for i in batch["index"]):
+        try:
+            with open(marker, "x"):  # only the first worker there dies
+                pass
+        except FileExistsError:
+            return
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _sources(batch, keys) -> list:

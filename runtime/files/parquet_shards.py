@@ -1,22 +1,31 @@
 """A folder of Parquet shards as the output of a distributed run, and its failure records.
 
-    OUT.parquet/part-0000000000.parquet   path, features (list<float32>): the local engine's
-    OUT.parquet/part-0000004096.parquet   schema, one shard per run of consecutive inputs,
-    OUT.failures.tsv                      named by the first, so name order is input order
+    OUT.parquet/part-0000000000-0000000095.parquet   path, features (list<float32>): the local
+    OUT.parquet/part-0000000096-0000000191.parquet   engine's schema, one shard per run of
+    OUT.failures.tsv                                 consecutive inputs, named by the first and
+                                                     the last, so name order is input order
 
 `pyarrow.parquet.read_table("OUT.parquet")` reads the folder as one table, shards in name
 order. Shards are written by workers, so the folder must be on storage they all reach: a shared
 filesystem or an object store (s3://, gs://).
+
+A local output is built in `OUT.parquet.parts/` (ShardFolder): each shard is written atomically,
+then its commit record `part-F-L.json` (rows, and the failed inputs with their reasons): a
+shard without a record is not done. A run that dies keeps what was committed; `resume` skips
+the inputs the records cover, and the finished folder becomes OUT.parquet in one rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+from pathlib import Path
 
 from fexport.errors import OutputError
 
 from . import atomic, remote, sinks
+from .store import ShardStore
 
 
 def rows_per_group(width) -> int:
@@ -24,24 +33,64 @@ def rows_per_group(width) -> int:
 
 
 def write_shard(table, folder, width):
-    """Write the good rows of one run of consecutive inputs as one shard, named by its first
-    input (a retried task rewrites the same file); return one row telling the driver what the
-    shard held."""
+    """Write the good rows of a batch as one shard per run of consecutive inputs in it (named
+    by its first and last input: a retried task rewrites the same files), each with its commit
+    record in a local folder; return one row per shard telling the driver what it held."""
+    import pyarrow as pa
+
+    return pa.concat_tables([_write_run(run, folder, width) for run in _consecutive(table)])
+
+
+def _consecutive(table) -> list:
+    """`table` cut where its "index" column skips (a resumed run has holes: the done inputs)."""
+    indices = table["index"].to_pylist()
+    cuts = [0] + [i for i in range(1, len(indices)) if indices[i] != indices[i - 1] + 1]
+    return [table.slice(a, b - a) for a, b in zip(cuts, cuts[1:] + [len(indices)])]
+
+
+def shard_name(first: int, last: int) -> str:
+    return f"part-{first:010d}-{last:010d}"
+
+
+def _write_run(table, folder, width):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     ok = pc.is_null(table["error"])
     good, failed = table.filter(ok), table.filter(pc.invert(ok))
-    first = table["index"][0].as_py()
-    name = f"{folder}/part-{first:010d}.parquet"
+    indices = table["index"].to_pylist()
+    _pause_for_tests(indices[0])
+    name = f"{folder}/{shard_name(indices[0], indices[-1])}"
+    local = not remote.is_uri(name)
     try:
         if good.num_rows:
-            fs, path = remote.split(name) if remote.is_uri(name) else (None, name)
-            pq.write_table(good.select(["path", "features"]), path, filesystem=fs,
-                           row_group_size=rows_per_group(width))
+            rows, groups = good.select(["path", "features"]), rows_per_group(width)
+            if local:
+                with atomic.atomic_path(f"{name}.parquet") as tmp:
+                    pq.write_table(rows, str(tmp), row_group_size=groups)
+            else:
+                fs, path = remote.split(f"{name}.parquet")
+                pq.write_table(rows, path, filesystem=fs, row_group_size=groups)
+        if local:  # the commit: written last, so a record always finds its shard
+            atomic.write_bytes(f"{name}.json", json.dumps(
+                {"first": indices[0], "last": indices[-1], "rows": good.num_rows,
+                 "failed": list(zip(failed["index"].to_pylist(),
+                                    failed["error"].to_pylist()))}).encode())
     except OSError as exc:
-        raise OutputError(f"cannot write {name}: {exc}") from exc
+        raise OutputError(f"cannot write {name}.parquet: {exc}") from exc
     return _report(table, good.num_rows, failed)
+
+
+def _pause_for_tests(first: int) -> None:
+    """Test hook: FEXPORT_TEST_PAUSE_AT_INPUT=INDEX:FILE makes every writer of a shard from
+    input INDEX on touch FILE and wait, so that a test can SIGKILL the run with some shards
+    committed and others not. Unset, it costs one environment lookup per shard."""
+    hook = os.environ.get("FEXPORT_TEST_PAUSE_AT_INPUT")
+    if hook and first >= int(hook.split(":", 1)[0]):
+        import time
+
+        Path(hook.split(":", 1)[1]).touch()
+        time.sleep(300)
 
 
 def _report(table, rows, failed):
@@ -96,3 +145,37 @@ def write_failures(output, failures) -> list[str]:
         return []
     remote.write_bytes(path, sinks.failures_tsv(failures))
     return [path]
+
+
+class ShardFolder(ShardStore):
+    """A local Ray run's shards while it runs, in `OUT.parquet.parts/`, with the run's identity
+    and inputs (ShardStore's) beside them."""
+
+    def committed(self) -> list[dict]:
+        """The commit records, in input order; a shard left without one (its writer died
+        between the two) is deleted, to be written again."""
+        records = sorted((json.loads(p.read_text()) for p in self.path.glob("part-*.json")),
+                         key=lambda record: record["first"])
+        names = {shard_name(r["first"], r["last"]) for r in records}
+        for shard in self.path.glob("part-*.parquet"):
+            if shard.stem not in names:
+                shard.unlink()
+        return records
+
+    def finish(self, total: int) -> None:
+        """Check that the records cover inputs 0..total-1 once each, drop everything but the
+        shards, and rename the folder into place as the output."""
+        covered = [i for r in self.committed() for i in range(r["first"], r["last"] + 1)]
+        if covered != list(range(total)):
+            raise self._damaged(f"its shards cover {len(covered)} inputs of {total}")
+        for path in self.path.iterdir():
+            if path.suffix != ".parquet":
+                _remove(path)
+        os.replace(self.path, self.output)
+        atomic.fsync_dir(self.output.parent)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -133,9 +133,10 @@ def test_modes_refuse_replace_and_name_the_accepted_words(tiny, pictures, tmp_pa
         extract_to_file(tiny, pictures[1], out, mode="append")
 
 
-def test_the_ray_engine_refuses_resume_with_the_fix_before_ray_starts(tmp_path):
-    with pytest.raises(UsageError, match=r"'resume' .* local engine.*'overwrite' \(--overwrite\)"):
-        extract_to_file(TINY, ["photos/"], tmp_path / "f.parquet", engine="ray", mode="resume")
+def test_the_ray_engine_refuses_what_it_cannot_do_before_ray_starts(tmp_path):
+    with pytest.raises(UsageError, match=r"'resume' .* needs a local output folder.*"
+                                         r"'overwrite' \(--overwrite\)"):
+        checked_run("s3://bucket/f.parquet", engine="ray", mode="resume")
     with pytest.raises(UsageError, match="name it NAME.parquet"):
         checked_run(tmp_path / "f.npz", engine="ray")
     with pytest.raises(UsageError, match="num_workers must be at least 1"):

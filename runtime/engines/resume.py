@@ -1,0 +1,70 @@
+"""What a resumed run must share with the interrupted one, checked the same way by every
+engine: each setting compared, and a difference refused in the words a user knows it by."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from fexport.errors import OutputError
+
+
+def prepare(store, mode, identity, keys, settings, outputs) -> bool:
+    """True when an interrupted run in `store` is to be continued; else, after refusing to
+    replace what mode "new" must keep, a fresh store is created (False). `outputs`: the files
+    or folders a finished run leaves."""
+    if mode == "resume" and store.exists():
+        check_same_run(store, identity, keys, settings)
+        return True
+    if mode == "new" and store.exists():
+        raise OutputError(f"an interrupted run of {store.output} left {store.path}: pass "
+                          "--resume to continue it, or --overwrite to start again")
+    existing = [path for path in outputs if os.path.lexists(path)]
+    if existing and mode != "overwrite":
+        hint = "nothing to resume (no interrupted run is stored); " if mode == "resume" else ""
+        raise OutputError(f"{existing[0]} already exists: {hint}pass --overwrite to replace "
+                          "it, or choose another output")
+    store.create(identity, keys)
+    return False
+
+
+def check_same_run(store, identity: dict, keys: list, settings: dict) -> None:
+    """Refuse to resume `store` (a ShardStore: identity(), keys(), output, path) when one of
+    `settings` ({identity key: the user's words for it}) differs from `identity`."""
+    stored = store.identity()
+    for name, words in settings.items():
+        if stored.get(name) != identity.get(name):
+            change = _describe_change(name, stored, identity, store, keys)
+            raise OutputError(f"cannot resume {store.output}: {words} differs from the "
+                              f"interrupted run's ({change}); rerun with the same model, "
+                              "inputs and options, or pass --overwrite to start again")
+
+
+def _describe_change(name, stored, identity, store, keys) -> str:
+    if name == "inputs_sha256":
+        old = store.keys()
+        first = next((i for i, pair in enumerate(zip(old, keys)) if pair[0] != pair[1]),
+                     min(len(old), len(keys)))
+        return (f"{len(old)} inputs then, {len(keys)} now; input #{first} was "
+                f"{_at(old, first)}, is {_at(keys, first)}")
+    then, now = stored.get(name), identity.get(name)
+    if name == "model_sha256":
+        return f"sha256 {str(then)[:12]}... then, {now[:12]}... now"
+    return f"{json.dumps(then)} then, {json.dumps(now)} now"
+
+
+def _at(keys, index) -> str:
+    return repr(keys[index]) if index < len(keys) else "(none)"
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
