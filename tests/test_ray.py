@@ -247,3 +247,62 @@ def test_a_dataset_of_arrays_in_the_models_own_layout(cluster, tmp_path):
     got = np.stack([np.asarray(r["features"], np.float32) for r in sorted(
         rows, key=lambda r: r["path"])])
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    """An S3-compatible server (moto's server mode) on 127.0.0.1, and the environment that
+    points boto3 and pyarrow at it. Stopped at the end of the module."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    try:
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_inputs_from_an_s3_compatible_store(s3_server, resnet8_onnx, mixed, tmp_path, local,
+                                            monkeypatch):
+    """s3:// inputs on a real S3 protocol server: listed, read by the workers, the local
+    engine's features and failures, named by their URIs."""
+    pytest.importorskip("boto3")
+    import boto3
+
+    for name, value in s3_server.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="fexport-photos")
+    for path in sorted(mixed.iterdir()):
+        client.upload_file(str(path), "fexport-photos", f"mixed/{path.name}")
+    out = tmp_path / "features.parquet"
+    proc = run_cli("extract", resnet8_onnx, "s3://fexport-photos/mixed/", "-o", out,
+                   "--engine", "ray", "--num-workers", "2", "--batch-size", "4")
+    paths, features, failures = read_features(out)
+    names = [Path(p).name for p in local[0][:-1]]  # the odd name is not in the bucket
+    assert paths == [f"s3://fexport-photos/mixed/{name}" for name in names]
+    np.testing.assert_array_equal(features, local[1][:-1])
+    assert {Path(k).name: v[len(k):] for k, v in failures.items()} == \
+        {Path(k).name: v[len(k):] for k, v in local[2].items()}
+    assert "extracted 10 of 13 images" in proc.stdout

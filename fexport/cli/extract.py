@@ -129,7 +129,8 @@ def _report(summary) -> None:
         typer.echo(f"resumed: {summary.resumed} of {summary.total} inputs were already done")
     shape = " x ".join(str(n) for n in (summary.extracted, *summary.row_shape))
     typer.echo(f"extracted {summary.extracted} of {summary.total} images -> "
-               f"{', '.join(summary.written)} ({shape} float32, {summary.ran})")
+               f"{', '.join(summary.written)} ({shape} float32, {summary.ran}) in "
+               f"{summary.seconds:.1f} s, {len(summary.failures)} failed")
     for key, reason in summary.failures:
         typer.echo(f"skipped {reason}" if reason.startswith(key) else f"skipped {key}: {reason}",
                    err=True)

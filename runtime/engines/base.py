@@ -61,6 +61,7 @@ class Summary:
     # "rows": inputs it did}; None for the local engine.
     ray_workers: dict | None = None
     stages: StageTimes | None = None  # the local engine: where the time went
+    seconds: float = 0.0  # the run's wall-clock time, listing and writing included
 
 
 def check_options(options, engine, own=()) -> None:

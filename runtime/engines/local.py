@@ -72,7 +72,7 @@ def _run(extractor, items, output, run: Run) -> Summary:
         written = _finish(store, records, shape)
     stages.total = time.perf_counter() - started
     return _summary(records, len(keys), written, shape, resumed=resumed, ran=str(extractor.ran),
-                    stages=stages)
+                    stages=stages, seconds=stages.total)
 
 
 def _extract_the_rest(extractor, items, records, run: Run, store, stages) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,7 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, *, address=None
     (see `session`), or on the one this process is connected to already. `run.on_progress` is
     called with the inputs of each finished shard.
     """
+    started = time.perf_counter()
     keys = _keys(expand(inputs, uris=True))
     data, width, options = _model(extractor_or_path, extractor_options)
     pool = _Pool(num_workers, num_gpus_per_worker, options, rows_per_shard)
@@ -163,6 +165,7 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, *, address=None
     summary.total, summary.row_shape = len(keys), (width,)
     summary.written = [output] + parquet_shards.write_failures(output, summary.failures)
     summary.ran = _describe_workers(summary.ray_workers)
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
