@@ -108,6 +108,8 @@ def test_on_error_fail_stops_at_the_first_bad_file_and_a_resume_finishes(
     assert 0 < summary.resumed < summary.total == 13 and summary.extracted == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.failures.tsv",
                                                           "features.parquet"]
+    extract_to_file(resnet8_onnx, [mixed], out, mode="overwrite", **run)  # replaced at the end
+    assert read_features(out)[0] == paths and not out.with_name("features.parquet.parts").exists()
 
 
 def _ray_cli(resnet8_onnx, inputs, out, *extra):

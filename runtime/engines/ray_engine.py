@@ -183,9 +183,8 @@ def _resumable(ray, keys, output, model, pool, run) -> Summary:
     folder = parquet_shards.ShardFolder(output)
     outputs = [str(output), parquet_shards.failures_path(output)]
     ident = ray_resume.identity(model[0], keys, pool.options, pool.rows_per_shard, run)
-    if not resume.prepare(folder, run.mode, ident, keys, ray_resume.SETTINGS, outputs):
-        ray_resume.remove_outputs(outputs)  # only "overwrite" gets here with outputs there
-    done = folder.committed()
+    resume.prepare(folder, run.mode, ident, keys, ray_resume.SETTINGS, outputs)
+    done = folder.committed()  # none for a fresh run
     summary = ray_resume.summary_of(done, keys, run.on_error, folder)
     todo = ray_resume.not_covered(done, len(keys))
     if done:

@@ -5,8 +5,6 @@ inputs left to do. No Ray here: these work on the records and the Summary."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 from fexport.errors import ImageError
 
@@ -57,14 +55,6 @@ def merge(summary: Summary, more: Summary, keys: list) -> None:
     for worker, seen in (more.ray_workers or {}).items():
         summary.ray_workers[worker] = seen
 
-
-def remove_outputs(paths) -> None:
-    """A finished run's output folder and failure list, replaced by mode "overwrite"."""
-    for path in paths:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
 
 
 def failure(key, reason):

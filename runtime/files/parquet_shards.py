@@ -164,15 +164,23 @@ class ShardFolder(ShardStore):
 
     def finish(self, total: int) -> None:
         """Check that the records cover inputs 0..total-1 once each, drop everything but the
-        shards, and rename the folder into place as the output."""
+        shards, and rename the folder into place as the output. An earlier output (mode
+        "overwrite") is replaced only now, so a run that fails leaves it as it was."""
         covered = [i for r in self.committed() for i in range(r["first"], r["last"] + 1)]
         if covered != list(range(total)):
             raise self._damaged(f"its shards cover {len(covered)} inputs of {total}")
         for path in self.path.iterdir():
             if path.suffix != ".parquet":
                 _remove(path)
+        old = self.output.with_name(f".{self.output.name}.old")
+        if os.path.lexists(old):  # left by a crash between the two renames below
+            _remove(old)
+        if os.path.lexists(self.output):
+            os.replace(self.output, old)
         os.replace(self.path, self.output)
         atomic.fsync_dir(self.output.parent)
+        if os.path.lexists(old):
+            _remove(old)
 
 
 def _remove(path: Path) -> None:

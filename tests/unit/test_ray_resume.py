@@ -59,3 +59,17 @@ def test_the_folder_drops_uncommitted_shards_and_refuses_to_finish_with_holes(tm
     folder.finish(4)
     assert sorted(p.name for p in (tmp_path / "f.parquet").iterdir()) == [
         "part-0000000000-0000000001.parquet"]
+
+
+def test_finishing_replaces_an_earlier_output_only_at_the_end(tmp_path):
+    """Mode "overwrite": the old output stays until the new one is complete."""
+    output = tmp_path / "f.parquet"
+    (output).mkdir()
+    (output / "part-old.parquet").write_bytes(b"old rows")
+    folder = parquet_shards.ShardFolder(output)
+    folder.create({"store_format": ray_resume.STORE_FORMAT}, KEYS[:1])
+    assert (output / "part-old.parquet").exists()  # a run under way leaves it alone
+    (folder.path / "part-0000000000-0000000000.json").write_text(json.dumps(_record(0, 0, 0)))
+    folder.finish(1)
+    assert list(output.iterdir()) == [] and not folder.path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet"]
