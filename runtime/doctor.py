@@ -15,9 +15,12 @@ from fexport import extras
 
 from . import host
 
+# TensorRT: what ONNX Runtime's TensorRT provider needs (TensorRT 10, as onnxruntime-gpu 1.2x-1.3x
+# is built against); without it the provider is listed but does not load (issue #27).
 CUDA_LIBRARIES = (("CUDA runtime", ("libcudart.so.13", "libcudart.so.12")),
                   ("cuBLAS", ("libcublas.so.13", "libcublas.so.12")),
-                  ("cuDNN", ("libcudnn.so.9",)))
+                  ("cuDNN", ("libcudnn.so.9",)),
+                  ("TensorRT", ("libnvinfer.so.10",)))
 PACKAGES = ("fexport", "numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "openvino", "onnx",
             "sympy", "tensorflow", "keras", "tf_keras", "tf2onnx", "scikit-learn", "pyarrow",
             "ray")

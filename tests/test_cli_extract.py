@@ -103,8 +103,8 @@ def test_info_and_doctor(resnet8_onnx):
     assert "CPUExecutionProvider" in doctor and "usable of" in doctor
     assert "extra cpu       installed" in doctor and "extra export    installed" in doctor
     cuda = [line for line in doctor.splitlines() if line.startswith(("CUDA runtime", "cuBLAS",
-                                                                      "cuDNN"))]
-    assert len(cuda) == 3  # each says where it loaded from, or why it did not
+                                                                      "cuDNN", "TensorRT"))]
+    assert len(cuda) == 4  # each says where it loaded from, or why it did not
     assert all(" loads from /" in line or " not found: " in line for line in cuda), cuda
 
 

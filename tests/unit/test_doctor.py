@@ -29,7 +29,7 @@ def test_the_report_describes_this_install():
 
 def test_each_cuda_library_loads_or_says_why_not():
     libraries = doctor.report().cuda_libraries
-    assert list(libraries) == ["CUDA runtime", "cuBLAS", "cuDNN"]
+    assert list(libraries) == ["CUDA runtime", "cuBLAS", "cuDNN", "TensorRT"]
     for state in libraries.values():
         assert state.startswith(("loads from ", "not found: ")), state
 
