@@ -70,12 +70,20 @@ def row_cosines(a, b) -> np.ndarray:
     return np.where(both_zero, 1.0, dots / np.where(norms == 0, 1.0, norms))
 
 
-def max_rel(expected, actual) -> float:
-    """max |actual - expected| / max |expected|: the error against the largest feature."""
+def max_abs(expected, actual) -> float:
+    """max |actual - expected|, in float64; 0 for empty features."""
     if not np.size(expected):
         return 0.0
-    scale = max(float(np.abs(expected).max()), 1e-30)
-    return float(np.abs(expected.astype(np.float64) - actual).max() / scale)
+    return float(np.abs(expected.astype(np.float64) - actual).max())
+
+
+def max_rel(expected, actual, absolute=None) -> float:
+    """max |actual - expected| / max |expected|: the error against the largest feature.
+    `absolute`: max_abs of the same pair, when the caller has it already."""
+    if not np.size(expected):
+        return 0.0
+    absolute = max_abs(expected, actual) if absolute is None else absolute
+    return absolute / max(float(np.abs(expected).max()), 1e-30)
 
 
 def nearest(features, k=NEIGHBOURS) -> np.ndarray:
@@ -111,11 +119,11 @@ def check(label, expected, actual, max_rel_allowed, min_cosine) -> reports.Check
     if expected.shape != actual.shape:
         return reports.CheckResult(label, expected.shape, actual.shape, np.inf, np.inf, -1.0,
                                    reports.SHAPE_MISMATCH)
-    max_abs = float(np.abs(expected.astype(np.float64) - actual).max()) if expected.size else 0.0
-    rel = max_rel(expected, actual)
+    absolute = max_abs(expected, actual)
+    rel = max_rel(expected, actual, absolute)
     cosine = float(row_cosines(expected, actual).min()) if expected.size else 1.0
     within = rel <= max_rel_allowed and cosine >= min_cosine
-    return reports.CheckResult(label, expected.shape, actual.shape, max_abs, rel, cosine,
+    return reports.CheckResult(label, expected.shape, actual.shape, absolute, rel, cosine,
                                reports.OK if within else reports.DEFECT)
 
 

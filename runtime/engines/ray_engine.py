@@ -300,7 +300,6 @@ def _add(summary, report, keys, on_error) -> int:
     return report["rows"] + len(failures)
 
 
-
 def _count_workers(workers, report) -> None:
     for worker, loads, rows in zip(report["worker"], report["loads"], report["worker_rows"]):
         seen = workers.setdefault(worker, {"loads": 0, "rows": 0})

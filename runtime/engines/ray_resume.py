@@ -56,7 +56,6 @@ def merge(summary: Summary, more: Summary, keys: list) -> None:
         summary.ray_workers[worker] = seen
 
 
-
 def failure(key, reason):
     """(key, reason) as the local engine words it: the name as it is, not as Arrow holds it."""
     shown = sinks.utf8(key)
