@@ -76,7 +76,8 @@ def test_features_order_and_failures_equal_the_local_engine(ray_run, local):
     assert "empty (0 bytes)" in failures[str(Path(paths[0]).parent / "empty.jpg")]
     assert len(list(out.glob("part-*.parquet"))) > 2
     assert (summary.total, summary.extracted, summary.row_shape) == (14, 11, (64,))
-    assert summary.engine == "ray" and re.fullmatch(r"(cpu|cuda), [12] Ray workers?", summary.ran)
+    assert summary.engine == "ray" and (summary.ray_nodes, summary.retries) == (1, 0)
+    assert re.fullmatch(r"(cpu|cuda), [12] Ray workers? on 1 node", summary.ran)
 
 
 def test_each_actor_opens_the_model_once(ray_run):
@@ -101,11 +102,17 @@ def test_on_error_fail_stops_at_the_first_bad_file_and_a_resume_finishes(
         extract_to_file(resnet8_onnx, [mixed], out, **run)
     with pytest.raises(OutputError, match=r"--batch-size differs .*\(1 then, 2 now\)"):
         extract_to_file(resnet8_onnx, [mixed], out, mode="resume", **{**run, "batch_size": 2})
+    with pytest.raises(OutputError, match=r"the input list differs .*\(13 inputs then, 14 now; "
+                                          r"input #13 was \(none\), is '.*rocket.jpg'\)"):
+        extract_to_file(resnet8_onnx, [mixed, mixed / "rocket.jpg"], out, mode="resume", **run)
     summary = extract_to_file(resnet8_onnx, [mixed], out, mode="resume", **run)
     paths, features, failures = read_features(out)
     assert paths == local[0][:-1] and failures == {k: v for k, v in local[2].items()}
     np.testing.assert_array_equal(features, local[1][:-1])
-    assert 0 < summary.resumed < summary.total == 13 and summary.extracted == 10
+    # The run stops where the driver meets the failure in input order; the other actor may
+    # have committed every later shard by then, and a resume then has nothing left to run.
+    assert 0 < summary.resumed <= summary.total == 13 and summary.extracted == 10
+    assert summary.resumed < 13 or summary.ran == "no Ray worker: every input was done"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.failures.tsv",
                                                           "features.parquet"]
     extract_to_file(resnet8_onnx, [mixed], out, mode="overwrite", **run)  # replaced at the end
@@ -155,9 +162,10 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(resnet8_onnx,
     """A Ray worker SIGKILLs itself at input 4: Ray restarts the actor and gives its batch
     again (ACTOR_RETRIES); the output is the local engine's, row for row."""
     out, died = tmp_path / "features.parquet", tmp_path / "died"
-    run_cli(*_ray_cli(resnet8_onnx, inputs, out),
-            env={"FEXPORT_TEST_KILL_WORKER_AT": f"4:{died}"})
+    proc = run_cli(*_ray_cli(resnet8_onnx, inputs, out),
+                   env={"FEXPORT_TEST_KILL_WORKER_AT": f"4:{died}"})
     assert died.exists()  # a worker really died
+    assert re.search(r"Ray workers on 1 node, 1 restart\) in [\d.]+ s, 3 failed", proc.stdout)
     paths, features, failures = read_features(out)
     assert paths == local[0] and failures == local[2]
     np.testing.assert_array_equal(features, local[1])
@@ -176,6 +184,21 @@ def test_uris_in_and_out(cluster, resnet8_onnx, mixed, tmp_path, local):
         {Path(k).name: v[len(k):] for k, v in local[2].items()}  # the same words after the key
     with pytest.raises(OutputError, match="already exists: pass --overwrite"):
         extract_to_file(resnet8_onnx, [mixed], out.as_uri(), engine="ray")
+
+
+def test_inputs_given_one_by_one_are_listed_as_they_come(cluster, resnet8_onnx, inputs,
+                                                       tmp_path, local):
+    """A generator of paths is spooled to the run's listing file as it is read (never made
+    a list), and on_listed says how many there were; the listing goes with the run."""
+    mixed, odd = inputs
+    out, listed = tmp_path / "features.parquet", []
+    paths = (str(p) for p in [*sorted(mixed.iterdir()), odd])
+    summary = extract_to_file(resnet8_onnx, paths, out, engine="ray", batch_size=4,
+                              on_listed=listed.append)
+    assert listed == [14] and summary.total == 14 and read_features(out)[0] == local[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.failures.tsv",
+                                                          "features.parquet"]
+    assert not list(out.glob("inputs*"))  # the run's listing went with its parts folder
 
 
 def test_a_dataset_of_encoded_bytes(cluster, resnet8_onnx, mixed, local):
@@ -218,7 +241,7 @@ def test_cli_engine_ray_on_the_running_cluster(cluster, resnet8_onnx, inputs, tm
     assert paths == local[0] and failures == local[2]
     np.testing.assert_array_equal(features, local[1])
     assert "extracted 11 of 14 images" in proc.stdout and proc.stderr.count("skipped") == 3
-    assert re.search(r"(cpu|cuda), [12] Ray workers?\)", proc.stdout)
+    assert re.search(r"(cpu|cuda), [12] Ray workers? on 1 node\)", proc.stdout)
 
 
 def test_cli_names_the_ray_limit_on_file_names_that_are_not_utf8(cluster, resnet8_onnx,

@@ -81,7 +81,6 @@ def extract(
     cluster."""
     from fexport.errors import UsageError
     from fexport.runtime.engines import checked_run
-    from fexport.runtime.files.inputs import expand
 
     extractor_options = dict(device=device, threads=threads, backend=backend,
                              precision=precision, input_size=input_size, resample=resample,
@@ -96,11 +95,10 @@ def extract(
     if profile and engine != "local":
         raise UsageError("--profile is for the local engine; Ray's dashboard shows where a "
                          "Ray run's time goes")
-    items = expand(inputs, uris=engine == "ray")
-    progress = _Progress(len(items))
-    try:
-        summary = extract_to_file(model_file, items, output, on_progress=progress.update,
-                                  **settings, **extractor_options)
+    progress = _Progress()
+    try:  # the engine lists the inputs (once; Ray's as it goes) and says how many there are
+        summary = extract_to_file(model_file, inputs, output, on_progress=progress.update,
+                                  on_listed=progress.listed, **settings, **extractor_options)
     finally:
         progress.close()
     _finish(summary)
@@ -139,9 +137,12 @@ def _report(summary) -> None:
 class _Progress:
     """images done and images/s on a terminal; silent when stderr is piped."""
 
-    def __init__(self, total):
-        self.total, self.done, self.start = total, 0, time.perf_counter()
+    def __init__(self):
+        self.total, self.done, self.start = "?", 0, time.perf_counter()
         self.enabled = sys.stderr.isatty()
+
+    def listed(self, total):
+        self.total = total
 
     def update(self, count):
         self.done += count

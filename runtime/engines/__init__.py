@@ -22,7 +22,8 @@ __all__ = ["ENGINES", "MODES", "Run", "Summary", "checked_run", "extract_to_file
 
 
 def extract_to_file(extractor_or_path, inputs, output, *, batch_size=32, on_error="skip",
-                    mode="new", on_progress=None, engine="local", **engine_options) -> Summary:
+                    mode="new", on_progress=None, on_listed=None, engine="local",
+                    **engine_options) -> Summary:
     """Features of `inputs` into `output`, row i for the i-th input that loaded; a Summary.
 
     `extractor_or_path`: a FeatureExtractor, or a model file (a URI too, with engine="ray")
@@ -37,21 +38,23 @@ def extract_to_file(extractor_or_path, inputs, output, *, batch_size=32, on_erro
     `mode`: "new" refuses an existing output; "overwrite" replaces it; "resume" continues an
     interrupted local run with the same model, inputs and settings (the local engine only).
     `on_progress(count)`: called as inputs are done, with how many.
+    `on_listed(count)`: called once, with the number of inputs, when they have been listed
+    (engine="ray" lists them as it goes, into a file: nothing holds them all).
     `engine`: "local" (this process) or "ray" (a Ray cluster; `engine_options` address,
     num_workers, num_gpus_per_worker, rows_per_shard: see ray_engine.extract_to_file).
     """
     settings = dict(batch_size=batch_size, on_error=on_error, mode=mode,
-                    on_progress=on_progress)
+                    on_progress=on_progress, on_listed=on_listed)
     run = checked_run(output, engine=engine, **settings, **engine_options)
     return _engine(engine).extract_to_file(extractor_or_path, inputs, output, run,
                                            **engine_options)
 
 
 def checked_run(output, *, engine="local", batch_size=32, on_error="skip", mode="new",
-                on_progress=None, **engine_options) -> Run:
+                on_progress=None, on_listed=None, **engine_options) -> Run:
     """The run's settings once every check that needs nothing opened has passed: a caller
     may check before listing a large input or loading a model."""
-    run = Run(batch_size, on_error, mode, on_progress)
+    run = Run(batch_size, on_error, mode, on_progress, on_listed)
     _engine(engine).check(output, run, engine_options)
     return run
 

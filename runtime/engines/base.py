@@ -28,6 +28,7 @@ class Run:
     on_error: str = "skip"  # on_error.ON_ERROR
     mode: str = "new"  # MODES
     on_progress: Callable[[int], None] | None = None  # called with each step's input count
+    on_listed: Callable[[int], None] | None = None  # called once, with how many inputs there are
 
     def __post_init__(self):
         if not isinstance(self.batch_size, numbers.Integral) or isinstance(self.batch_size, bool) \
@@ -44,6 +45,10 @@ class Run:
         if self.on_progress is not None:
             self.on_progress(count)
 
+    def listed(self, count: int) -> None:
+        if self.on_listed is not None:
+            self.on_listed(count)
+
 
 @dataclass
 class Summary:
@@ -58,8 +63,12 @@ class Summary:
     engine: str = "local"
     ran: str = ""  # what ran, in words: backend, device and precision, or the Ray workers
     # engine="ray" only: worker "host:pid/device" -> {"loads": models its process opened,
-    # "rows": inputs it did}; None for the local engine.
+    # "rows": inputs it did, "node": its Ray node, "restarted": Ray started it again after
+    # the actor's process died}; None for the local engine.
     ray_workers: dict | None = None
+    ray_nodes: int = 0  # engine="ray": the nodes its workers ran on
+    # engine="ray": worker processes Ray restarted after one died (each gave its batches again)
+    retries: int = 0
     stages: StageTimes | None = None  # the local engine: where the time went
     seconds: float = 0.0  # the run's wall-clock time, listing and writing included
 

@@ -47,7 +47,8 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, **extractor_opt
     """Features of `inputs` into `output` (.npy/.npz/.csv/.parquet), row i for the i-th good input.
 
     `run.on_progress(count)` is called after each committed batch with the inputs it covered
-    (and once at the start with the inputs an interrupted run had already done). One process
+    (and once at the start with the inputs an interrupted run had already done), after
+    `run.on_listed(count)` with the number of inputs, once they are listed. One process
     at a time writes `output`: another one's run raises OutputError at once (files/lock.py).
     """
     with lock.exclusive(output):  # before the model loads: a second run refuses at once
@@ -61,6 +62,7 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, **extractor_opt
 
 def _run(extractor, items, output, run: Run) -> Summary:
     keys = [images.describe(item) for item in items]
+    run.listed(len(keys))
     store = ShardStore(output)
     records = _prepare(store, run.mode, identity(extractor, keys, run.batch_size), keys)
     _refuse_recorded_failures(records, run.on_error, store)

@@ -28,18 +28,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fexport.errors import EngineError, FexportError, ImageError, ModelNotFoundError, UsageError
+from fexport.errors import EngineError, FexportError, ModelNotFoundError, UsageError
 from fexport.extras import require
 
 from ..extractor import FeatureExtractor
-from ..files import images, lock, parquet_shards, remote, sinks
-from ..files.inputs import expand
-from ..on_error import FAIL
+from ..files import images, listing, lock, parquet_shards, remote, sinks
+from ..files.inputs import iter_items
 from . import ray_resume, resume
 from .base import Run, Summary, check_options, open_model
 from .ray_workers import Extractor, open_extractor
@@ -127,7 +127,8 @@ def extract_dataset(dataset, model, *, batch_size=32, num_workers=1, num_gpus_pe
     ray = require_ray()
     data, _ = _checked_model(model, options)
     pool = _Pool(num_workers, num_gpus_per_worker, options)
-    return _features(ray, dataset, data, batch_size, pool).drop_columns(["worker", "loads"])
+    features = _features(ray, dataset, data, batch_size, pool)
+    return features.drop_columns(["worker", "loads", "restarted", "node"])
 
 
 def check(output, run: Run, options) -> None:
@@ -153,53 +154,72 @@ def extract_to_file(extractor_or_path, inputs, output, run: Run, *, address=None
     `output` (a local path or URI ending in .parquet) becomes a folder of shards with columns
     path and features, rows in input order across shards sorted by name; failures go to
     `<output stem>.failures.tsv` as with the local engine. Runs on the cluster at `address`
-    (see `session`), or on the one this process is connected to already. `run.on_progress` is
-    called with the inputs of each finished shard.
+    (see `session`), or on the one this process is connected to already. The inputs are
+    listed as they are read, into a file beside the shards (files/listing.py), never held
+    whole in memory; `run.on_listed` is called with their number, then `run.on_progress` with
+    the inputs of each finished shard.
     """
     started = time.perf_counter()
-    keys = _keys(expand(inputs, uris=True))
     data, width, options = _model(extractor_or_path, extractor_options)
     pool = _Pool(num_workers, num_gpus_per_worker, options, rows_per_shard)
     with session(address) as ray:
-        summary = _run(ray, keys, output, (data, width), pool, run)
-    summary.total, summary.row_shape = len(keys), (width,)
+        summary = _run(ray, inputs, output, (data, width), pool, run)
+    summary.row_shape = (width,)
     summary.written = [output] + parquet_shards.write_failures(output, summary.failures)
-    summary.ran = _describe_workers(summary.ray_workers)
+    summary.ran = _describe_workers(summary)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run(ray, keys, output, model, pool, run) -> Summary:
+def _run(ray, inputs, output, model, pool, run) -> Summary:
     """The run itself, on a connected Ray; `model` is (its bytes, its feature width)."""
     with _output_lock(output):
-        if remote.is_uri(output):
-            with parquet_shards.staged(output, run.mode == "overwrite") as folder:
-                return _extract(ray, range(len(keys)), keys, folder, model, pool, run)
-        return _resumable(ray, keys, output, model, pool, run)
+        if not remote.is_uri(output):
+            return _resumable(ray, inputs, output, model, pool, run)
+        with parquet_shards.staged(output, run.mode == "overwrite") as folder, \
+                tempfile.TemporaryDirectory(prefix="fexport-inputs-") as spool:
+            inputs = _listed(inputs, os.path.join(spool, "inputs.parquet"), run)
+            return _extract(ray, inputs, [], folder, model, pool, run).summary(inputs.count, 0)
 
 
-def _resumable(ray, keys, output, model, pool, run) -> Summary:
+def _resumable(ray, inputs, output, model, pool, run) -> Summary:
     """A local output: built in its ShardFolder, continued from its records on "resume"."""
     folder = parquet_shards.ShardFolder(output)
     outputs = [str(output), parquet_shards.failures_path(output)]
-    ident = ray_resume.identity(model[0], keys, pool.options, pool.rows_per_shard, run)
-    resume.prepare(folder, run.mode, ident, keys, ray_resume.SETTINGS, outputs)
-    done = folder.committed()  # none for a fresh run
-    summary = ray_resume.summary_of(done, keys, run.on_error, folder)
-    todo = ray_resume.not_covered(done, len(keys))
-    if done:
-        run.progress(len(keys) - len(todo))
-    if todo:
-        ray_resume.merge(summary, _extract(ray, todo, keys, str(folder.path), model, pool,
-                                           run), keys)
-    summary.resumed = len(keys) - len(todo)
-    folder.finish(len(keys))
-    return summary
+    try:
+        listing = _listed(inputs, folder.spool_path, run)
+        ident = ray_resume.identity(model[0], listing, pool.options, pool.rows_per_shard, run)
+        resume.prepare(folder, run.mode, ident, listing, ray_resume.SETTINGS, outputs)
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # moved into the folder, or compared
+            os.unlink(folder.spool_path)
+    records = folder.committed()  # none for a fresh run
+    tally, done = ray_resume.Tally(), ray_resume.covered(records)
+    tally.add_records(records, run.on_error, folder)
+    resumed = ray_resume.count(done)
+    if resumed:
+        run.progress(resumed)
+    if resumed < listing.count:
+        _extract(ray, folder.listing(), done, str(folder.path), model, pool, run, tally)
+    folder.finish(listing.count)
+    return tally.summary(listing.count, resumed)
 
 
-def _extract(ray, indices, keys, folder, model, pool, run) -> Summary:
+def _listed(inputs, path, run) -> listing.Listing:
+    """The inputs spooled to `path` as they are listed; UsageError when there are none."""
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+    found = listing.spool(_keys(iter_items(given, uris=True)), path)
+    if not found.count:
+        raise images.nothing_found(given if isinstance(given, (list, tuple)) else [])
+    run.listed(found.count)
+    return found
+
+
+def _extract(ray, inputs, done, folder, model, pool, run, tally=None):
+    """Extract the inputs of the listing `inputs` outside the `done` ranges into `folder`."""
     data, width = model
-    features = _features(ray, _dataset(ray, keys, indices), data, run.batch_size, pool)
+    rows = _block_rows(inputs.count, run.batch_size, pool.workers)
+    features = _features(ray, _dataset(ray, inputs, done, rows), data, run.batch_size, pool)
     # Writers reserve no CPU (the actors hold them all) and are as many as the actors:
     # unbounded zero-CPU tasks would each start a new worker process.
     reports = _map_batches(
@@ -208,7 +228,7 @@ def _extract(ray, indices, keys, folder, model, pool, run) -> Summary:
         batch_size=pool.rows_per_shard or max(run.batch_size,
                                               parquet_shards.rows_per_group(width)),
         compute=ray.data.TaskPoolStrategy(size=int(pool.workers)), **WRITER_RETRIES)
-    return _collect(ray, reports, keys, run)
+    return _collect(ray, reports, run, tally or ray_resume.Tally())
 
 
 def _output_lock(output):
@@ -216,15 +236,15 @@ def _output_lock(output):
     return contextlib.nullcontext() if remote.is_uri(output) else lock.exclusive(output)
 
 
-def _keys(items) -> list[str]:
+def _keys(items):
     """The items as the file names or URIs the workers read; in-memory images are refused."""
-    in_memory = [item for item in items if not isinstance(item, (str, os.PathLike))]
-    if in_memory:
-        raise UsageError(f"{images.describe(in_memory[0])}: --engine ray reads image files "
-                         "and URIs, not images in memory; use the local engine, or "
-                         "ray_engine.extract_dataset on a Dataset with an \"image\" or "
-                         "\"bytes\" column")
-    return [str(item) for item in items]
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise UsageError(f"{images.describe(item)}: --engine ray reads image files and "
+                             "URIs, not images in memory; use the local engine, or "
+                             "ray_engine.extract_dataset on a Dataset with an \"image\" or "
+                             "\"bytes\" column")
+        yield str(item)
 
 
 def _model(extractor_or_path, extractor_options):
@@ -247,15 +267,36 @@ def _checked_model(model, options):
     return Path(model).read_bytes(), extractor.feature_dim
 
 
-def _dataset(ray, keys, indices):
-    # Arrow strings must be UTF-8 and POSIX names need not be: "path" is the name as the local
-    # engine's Parquet spells it, "file" the name's bytes, to open it by.
-    dataset = ray.data.from_items([{"index": i, "path": sinks.utf8(keys[i]),
-                                    "file": os.fsencode(keys[i])} for i in indices])
+def _dataset(ray, inputs, done, rows):
+    """The listing's rows (index, path, file: see files/listing.py) outside the `done` ranges,
+    put in the object store a block of `rows` at a time (it spills to disk), so the driver
+    holds one. Not read_parquet: its planning task wants a CPU, and the actors may hold all."""
+    blocks = [ray.put(table.slice(start, rows)) for group in inputs.tables()
+              for table in [_drop_done(group, done) if done else group]
+              for start in range(0, table.num_rows, rows)]
+    dataset = ray.data.from_arrow_refs(blocks)
     dataset.context.execution_options.preserve_order = True  # rows and failures in input order
     dataset.context.enable_progress_bars = False  # the CLI draws its own; a library prints not
     dataset.context.raise_original_map_exception = True  # a worker's FexportError as itself
     return dataset
+
+
+def _block_rows(count, batch_size, workers) -> int:
+    """Rows per Dataset block: Ray gives a block to one actor, so a small run is cut into
+    blocks enough for every actor to get 4, and a large one into blocks of 4096 names (about
+    600 KB: objects under 100 KB would be kept in the driver's own memory, not the store)."""
+    return max(batch_size, min(4096, -(-count // (4 * workers))))
+
+
+def _drop_done(table, done):
+    """`table`'s rows whose index no (first, last) range in `done` holds."""
+    import numpy as np
+
+    firsts, lasts = np.array(done).T
+    index = table["index"].to_numpy()
+    at = np.searchsorted(firsts, index, side="right") - 1
+    inside = (at >= 0) & (index <= lasts[np.maximum(at, 0)])
+    return table.filter(~inside)
 
 
 def _features(ray, dataset, data, batch_size, pool):
@@ -275,41 +316,30 @@ def _map_batches(dataset, fn, **options):
         return dataset.map_batches(fn, **options)
 
 
-def _collect(ray, reports, keys, run: Run) -> Summary:
-    """Read the shard reports in input order; stop at the first failure with on_error "fail"."""
-    summary = Summary(total=0, extracted=0, engine="ray", ray_workers={})
+def _collect(ray, reports, run: Run, tally):
+    """Read the shard reports in input order into `tally`; stop at the first failure with
+    on_error "fail"."""
     # Closed on the way out, so that a run stopped at a bad input stops its workers too.
     with contextlib.closing(iter(reports.iter_rows())) as rows:
         try:
             for report in rows:
-                run.progress(_add(summary, report, keys, run.on_error))
+                run.progress(tally.add_report(report, run.on_error))
         except ray.exceptions.RayError as exc:
             raise _engine_error(exc) from exc
-    return summary
+    return tally
 
 
-def _add(summary, report, keys, on_error) -> int:
-    """Count one shard's report into the summary; the number of inputs it covered."""
-    failures = [ray_resume.failure(keys[index], reason) for index, reason
-                in zip(report["failed_index"], report["failed_reason"])]
-    if failures and on_error == FAIL:
-        raise ImageError(failures[0][1])
-    summary.extracted += report["rows"]
-    summary.failures += failures
-    _count_workers(summary.ray_workers, report)
-    return report["rows"] + len(failures)
-
-
-def _count_workers(workers, report) -> None:
-    for worker, loads, rows in zip(report["worker"], report["loads"], report["worker_rows"]):
-        seen = workers.setdefault(worker, {"loads": 0, "rows": 0})
-        seen["loads"], seen["rows"] = max(seen["loads"], loads), seen["rows"] + rows
-
-
-def _describe_workers(workers) -> str:
-    """"cpu, 2 Ray workers": the devices the workers ran on, and how many there were."""
+def _describe_workers(summary) -> str:
+    """"cpu, 2 Ray workers on 1 node, 1 restart": the devices the workers ran on, and how
+    many workers, nodes and restarts there were."""
+    workers = summary.ray_workers
+    if not workers:  # a resume of a run whose every shard had been committed
+        return "no Ray worker: every input was done"
     devices = sorted({worker.rsplit("/", 1)[-1] for worker in workers})
-    return f"{'/'.join(devices)}, {len(workers)} Ray worker{'s' * (len(workers) != 1)}"
+    restarts = f", {summary.retries} restart{'s' * (summary.retries != 1)}" \
+        if summary.retries else ""
+    return (f"{'/'.join(devices)}, {len(workers)} Ray worker{'s' * (len(workers) != 1)} on "
+            f"{summary.ray_nodes} node{'s' * (summary.ray_nodes != 1)}{restarts}")
 
 
 def _engine_error(exc) -> FexportError:

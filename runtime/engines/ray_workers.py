@@ -53,6 +53,10 @@ class Extractor:
             self.error = exc
             return
         self.worker = f"{socket.gethostname()}:{os.getpid()}/{self.extractor.device}"
+        # Whether Ray started this process again for an actor whose process died: the driver
+        # counts the restarts (ray_resume.Tally.restarts).
+        context = ray.get_runtime_context()
+        self.placement = (bool(context.was_current_actor_reconstructed), context.get_node_id())
         self.pool = ThreadPoolExecutor(self.extractor.workers, thread_name_prefix="fexport-load")
 
     def __call__(self, batch):
@@ -67,7 +71,7 @@ class Extractor:
             np.zeros((0, self.extractor.feature_dim), np.float32)
         errors = [error for _, error in loaded]
         rows = features.reshape(len(features), int(np.prod(features.shape[1:])))
-        return _table(batch, keys, good, rows, errors, (self.worker, _loads))
+        return _table(batch, keys, good, rows, errors, (self.worker, _loads, *self.placement))
 
     def _load(self, key, source):
         """(pixels, None), or (None, the one-line reason, naming the input by its key)."""
@@ -127,7 +131,10 @@ def _table(batch, keys, good, features, errors, worker):
                "error": pa.array([error and sinks.utf8(error) for error in errors],
                                  pa.string()),
                "worker": pa.array([worker[0]] * len(keys), pa.string()),
-               "loads": pa.array([worker[1]] * len(keys), pa.int64())}
-    if "index" in batch:
+               "loads": pa.array([worker[1]] * len(keys), pa.int64()),
+               "restarted": pa.array([worker[2]] * len(keys), pa.bool_()),
+               "node": pa.array([worker[3]] * len(keys), pa.string())}
+    if "index" in batch:  # a run of extract_to_file: the listing's columns (files/listing.py)
         columns["index"] = pa.array(batch["index"], pa.int64())
+        columns["file"] = pa.array(list(batch["file"]), pa.binary())
     return pa.table(columns)

@@ -4,6 +4,7 @@ engine: each setting compared, and a difference refused in the words a user know
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 
@@ -43,19 +44,30 @@ def check_same_run(store, identity: dict, keys: list, settings: dict) -> None:
 
 def _describe_change(name, stored, identity, store, keys) -> str:
     if name == "inputs_sha256":
-        old = store.keys()
-        first = next((i for i, pair in enumerate(zip(old, keys)) if pair[0] != pair[1]),
-                     min(len(old), len(keys)))
-        return (f"{len(old)} inputs then, {len(keys)} now; input #{first} was "
-                f"{_at(old, first)}, is {_at(keys, first)}")
+        first, then, now = _first_difference(store.keys(), keys)
+        return (f"{stored.get('inputs')} inputs then, {identity.get('inputs')} now; input "
+                f"#{first} was {then}, is {now}")
     then, now = stored.get(name), identity.get(name)
     if name == "model_sha256":
         return f"sha256 {str(then)[:12]}... then, {now[:12]}... now"
     return f"{json.dumps(then)} then, {json.dumps(now)} now"
 
 
-def _at(keys, index) -> str:
-    return repr(keys[index]) if index < len(keys) else "(none)"
+def _first_difference(old, new) -> tuple[int, str, str]:
+    """(index, the old key there, the new one) where two key lists, or listings read as they
+    go (files/listing.py), first differ; "(none)" for the side that has ended."""
+    for index, (then, now) in enumerate(itertools.zip_longest(_keys_of(old), _keys_of(new))):
+        if then != now:
+            return index, _shown(then), _shown(now)
+    return 0, "(none)", "(none)"  # the same keys: only the hash's format differs
+
+
+def _keys_of(keys):
+    return keys.keys() if hasattr(keys, "keys") else keys
+
+
+def _shown(key) -> str:
+    return "(none)" if key is None else repr(key)
 
 
 def file_sha256(path) -> str:

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fexport.errors import ImageError, UsageError, whole_sentences
-from fexport.runtime.files import resizing
+from fexport.runtime.files import resizing, walk
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".jfif")
@@ -120,11 +120,13 @@ class LoadOptions:
 
 def list_images(folder) -> list[str]:
     """Every image under `folder`, recursively, sorted, extensions matched case-insensitively."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(found)
+    return list(iter_images(folder))
+
+
+def iter_images(folder):
+    """list_images's paths one by one, as the folders are read (files/walk.py)."""
+    return (path for path in walk.sorted_files(str(folder), walk.local_entries, os.sep)
+            if path.lower().endswith(IMAGE_EXTENSIONS))
 
 
 def nothing_found(inputs) -> UsageError:

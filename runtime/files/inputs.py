@@ -11,6 +11,7 @@ lists a folder twice.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -49,7 +50,9 @@ def iter_items(inputs, load_options=None, *, uris=False):
         return
     for item in _one_or_many(inputs):
         if uris and remote.is_uri(item):
-            yield from remote.list_images(item)
+            yield from remote.iter_images(item)
+        elif isinstance(item, (str, Path)) and os.path.isdir(item):
+            yield from images.iter_images(item)  # as the folders are read
         else:
             # One item at a time: a list inside the inputs is an input (refused when loaded).
             yield from images.split_batch_arrays(images.expand_inputs([item]), load_options)

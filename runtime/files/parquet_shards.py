@@ -25,6 +25,7 @@ from pathlib import Path
 from fexport.errors import OutputError
 
 from . import atomic, remote, sinks
+from .listing import Listing
 from .store import ShardStore
 
 
@@ -74,8 +75,8 @@ def _write_run(table, folder, width):
         if local:  # the commit: written last, so a record always finds its shard
             atomic.write_bytes(f"{name}.json", json.dumps(
                 {"first": indices[0], "last": indices[-1], "rows": good.num_rows,
-                 "failed": list(zip(failed["index"].to_pylist(),
-                                    failed["error"].to_pylist()))}).encode())
+                 "failed": list(zip(failed["index"].to_pylist(), failed["error"].to_pylist(),
+                                    map(os.fsdecode, failed["file"].to_pylist())))}).encode())
     except OSError as exc:
         raise OutputError(f"cannot write {name}.parquet: {exc}") from exc
     return _report(table, good.num_rows, failed)
@@ -96,10 +97,14 @@ def _pause_for_tests(first: int) -> None:
 def _report(table, rows, failed):
     import pyarrow as pa
 
-    workers = table.group_by("worker").aggregate([("loads", "max"), ("path", "count")])
+    workers = table.group_by(["worker", "restarted", "node"]).aggregate(
+        [("loads", "max"), ("path", "count")])
     return pa.table({"rows": [rows], "failed_index": [failed["index"].to_pylist()],
                      "failed_reason": [failed["error"].to_pylist()],
-                     "worker": [workers["worker"].to_pylist()],
+                     "failed_file": pa.array([failed["file"].to_pylist()],
+                                             pa.list_(pa.binary())),
+                     **{name: [workers[name].to_pylist()] for name in ("worker", "restarted",
+                                                                       "node")},
                      "loads": [workers["loads_max"].to_pylist()],
                      "worker_rows": [workers["path_count"].to_pylist()]})
 
@@ -149,7 +154,26 @@ def write_failures(output, failures) -> list[str]:
 
 class ShardFolder(ShardStore):
     """A local Ray run's shards while it runs, in `OUT.parquet.parts/`, with the run's identity
-    and inputs (ShardStore's) beside them."""
+    and its spooled input listing (files/listing.py) beside them."""
+
+    LISTING = "inputs.parquet"
+
+    @property
+    def spool_path(self) -> Path:
+        """Where a run's listing is spooled before the folder takes it (or a resume compares
+        it with its own)."""
+        return self.output.with_name(f".{self.output.name}.inputs.parquet")
+
+    def _write_inputs(self, folder: Path, listing: Listing) -> None:
+        os.replace(listing.path, folder / self.LISTING)
+
+    def listing(self) -> Listing:
+        identity = self.identity()
+        return Listing(str(self.path / self.LISTING), identity["inputs"],
+                       identity["inputs_sha256"])
+
+    def keys(self):
+        return self.listing().keys()
 
     def committed(self) -> list[dict]:
         """The commit records, in input order; a shard left without one (its writer died
@@ -166,11 +190,9 @@ class ShardFolder(ShardStore):
         """Check that the records cover inputs 0..total-1 once each, drop everything but the
         shards, and rename the folder into place as the output. An earlier output (mode
         "overwrite") is replaced only now, so a run that fails leaves it as it was."""
-        covered = [i for r in self.committed() for i in range(r["first"], r["last"] + 1)]
-        if covered != list(range(total)):
-            raise self._damaged(f"its shards cover {len(covered)} inputs of {total}")
+        self._check_covers(self.committed(), total)
         for path in self.path.iterdir():
-            if path.suffix != ".parquet":
+            if path.suffix != ".parquet" or path.name == self.LISTING:
                 _remove(path)
         old = self.output.with_name(f".{self.output.name}.old")
         if os.path.lexists(old):  # left by a crash between the two renames below
@@ -181,6 +203,16 @@ class ShardFolder(ShardStore):
         atomic.fsync_dir(self.output.parent)
         if os.path.lexists(old):
             _remove(old)
+
+    def _check_covers(self, records, total) -> None:
+        """Records in input order cover 0..total-1 once each when each starts where the one
+        before it ended: checked record by record, not input by input."""
+        expected = 0
+        for record in [*records, {"first": total}]:
+            if record["first"] != expected:
+                raise self._damaged(f"its shards do not cover inputs 0 to {total - 1} once "
+                                    f"each (a gap or an overlap at input {expected})")
+            expected = record.get("last", 0) + 1
 
 
 def _remove(path: Path) -> None:

@@ -12,6 +12,7 @@ import functools
 
 from fexport.errors import ImageError, OutputError
 
+from . import walk
 from .images import IMAGE_EXTENSIONS
 
 # Schemes whose pyarrow path is everything after "://" (the bucket is part of the path).
@@ -53,14 +54,27 @@ def list_images(uri) -> list[str]:
     """The images under a folder URI (recursive, sorted, extensions matched case-insensitively,
     as for a local folder), or [uri] when it names anything else: a missing file then fails as
     an input, like a missing local path."""
+    return list(iter_images(uri))
+
+
+def iter_images(uri):
+    """list_images's URIs one by one, a folder listed at a time (files/walk.py), so that a
+    bucket of millions of images streams."""
     from pyarrow import fs as pafs
 
     fs, path = split(uri)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return [uri]
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    return sorted(join(info.path, uri) for info in infos if info.type == pafs.FileType.File
-                  and info.path.lower().endswith(IMAGE_EXTENSIONS))
+        yield uri
+        return
+
+    def entries(folder):
+        return [(info.path, info.type == pafs.FileType.Directory)
+                for info in fs.get_file_info(pafs.FileSelector(folder))
+                if info.type in (pafs.FileType.File, pafs.FileType.Directory)]
+
+    for found in walk.sorted_files(path.rstrip("/"), entries):
+        if found.lower().endswith(IMAGE_EXTENSIONS):
+            yield join(found, uri)
 
 
 def read_bytes(uri, error=ImageError) -> bytes:

@@ -60,8 +60,11 @@ class ShardStore:
         with atomic.atomic_path(self.path, directory=True) as tmp:
             tmp.mkdir()
             (tmp / "run.json").write_text(json.dumps(identity, sort_keys=True, indent=1))
-            (tmp / "inputs.json").write_text(json.dumps(keys))
-            (tmp / MANIFEST).write_bytes(b"")
+            self._write_inputs(tmp, keys)
+
+    def _write_inputs(self, folder: Path, keys) -> None:
+        (folder / "inputs.json").write_text(json.dumps(keys))
+        (folder / MANIFEST).write_bytes(b"")
 
     def identity(self) -> dict:
         return json.loads(self._read("run.json"))

@@ -146,7 +146,7 @@ def test_the_ray_engine_refuses_what_it_cannot_do_before_ray_starts(tmp_path):
 def test_the_ray_engine_refuses_images_in_memory(pictures):
     with pytest.raises(UsageError, match=r"<array \(16, 16, 3\) float32>: --engine ray reads "
                                          r"image files and URIs"):
-        ray_engine._keys(expand(pictures[1]))
+        list(ray_engine._keys(expand(pictures[1])))
 
 
 def test_both_engines_answer_the_one_summary():
@@ -171,15 +171,18 @@ def test_options_for_an_open_extractor_are_refused(tiny, pictures, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_inputs_are_listed_once_from_the_cli_s_expansion_to_the_batches(tiny, pictures,
-                                                                         tmp_path, monkeypatch):
+def test_a_folder_is_listed_once_from_the_inputs_to_the_batches(tiny, pictures, tmp_path,
+                                                                monkeypatch):
+    """The CLI hands the inputs to the engine, which lists each folder once and says how many
+    images it found (on_listed, the progress line's total)."""
     folder = pictures[0]
-    listed = []
-    real = images.list_images
-    monkeypatch.setattr(images, "list_images", lambda path: listed.append(path) or real(path))
-    items = expand([folder])  # what the CLI does, to count the images for its progress line
-    summary = extract_to_file(tiny, items, tmp_path / "f.npz", batch_size=3)
-    assert listed == [folder] and summary.total == len(items) == 8
+    listed, counted = [], []
+    real = images.iter_images
+    monkeypatch.setattr(images, "iter_images", lambda path: listed.append(path) or real(path))
+    summary = extract_to_file(tiny, [folder], tmp_path / "f.npz", batch_size=3,
+                              on_listed=counted.append)
+    assert listed == [folder] and summary.total == 8 and counted == [8]
+    items = expand([folder])
     assert expand(items) is items and list(iter_items(items)) == items
 
 
