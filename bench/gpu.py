@@ -1,5 +1,6 @@
-"""The GPU suite: ONNX Runtime on CUDA, float32 and the verified FP16 variant (and TensorRT FP16
-where this onnxruntime can load it), against PyTorch eager on the same GPU, in one run.
+"""The GPU suite: ONNX Runtime on CUDA, float32 and the verified FP16 variant (and, on fexport's
+device "tensorrt" where its provider loads, TensorRT FP16 and INT8 engines with their build and
+cached start times: bench/gpu_tensorrt.py), against PyTorch eager on the same GPU, in one run.
 
     python -m fexport.bench.gpu MODELS_DIR [--results DIR]
 
@@ -9,7 +10,8 @@ against float32 on real photos it runs on (CUDA); then, at batch 1, 32, 128 and 
 round by round: fexport's call and the bare onnxruntime API for each file, and torchvision's
 network in PyTorch eager (channels_last, FP16 autocast) when torch is installed. Images/s from
 arrays (host memory in, host memory out: the copies are counted), then end to end from JPEG files
-with every CPU core decoding, beside the decode rate alone: the smaller one is the bottleneck.
+with every CPU core decoding, beside the decode rate alone: the smaller one is the bottleneck,
+and the GPU's utilisation sampled meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fexport.runtime.extractor import FeatureExtractor
 from fexport.runtime.files import atomic, images
 from fexport.runtime.timing import Runner
 
-from . import suite
+from . import gpu_tensorrt, suite
 
 RESULTS = suite.RESULTS
 BATCH_SIZES = (1, 32, 128, 256)
@@ -54,6 +56,8 @@ def run(models_dir: Path, iters: int, workdir: Path, results: Path, device="cuda
                  "float32_max_rel_to_cpu": max_rel_to_cpu(fp32, photos, device)}
         contract = benchmark.contract_of(fp32, device, None)  # the variant's input is the same
         runners = runners_for(fp32, fp16, stem, contract, device, entry["skipped"])
+        runners += _optional(lambda: _tensorrt(entry, fp32, fp16, photos, workdir),
+                             "TensorRT FP16 and INT8", entry["skipped"])
         entry["results"] = [row for n in batch_sizes for row in timing.bench_batch(
             runners, timing.random_pixels(contract, n), 3, iters, None)]
         entry["end_to_end"] = end_to_end(fp16, jpegs, device, _rate(entry))
@@ -109,7 +113,6 @@ def runners_for(fp32: Path, fp16: Path, stem: str, contract, device: str,
         runners += [Runner(f"fexport {extractor.ran}", extractor.predict),
                     benchmark.bare_runner(extractor)]
     runners += _optional(lambda: [nchw_runner(fp16, contract)], "CUDA FP16 NCHW", skipped)
-    runners += _optional(lambda: [tensorrt_runner(fp32, contract)], "TensorRT FP16", skipped)
     runners += _optional(lambda: [torch_runner(stem, contract)], "PyTorch", skipped)
     return runners
 
@@ -131,13 +134,11 @@ def nchw_runner(fp16: Path, contract) -> Runner:
                            "bare onnxruntime cuda fp16, NCHW (plain session)")
 
 
-def tensorrt_runner(fp32: Path, contract) -> Runner:
-    """onnxruntime's TensorRT provider building FP16 engines from the float32 file."""
-    options = {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
-               "trt_engine_cache_path": tempfile.mkdtemp(prefix="fexport-trt-")}
-    return _session_runner(fp32, [("TensorrtExecutionProvider", options),
-                                  "CUDAExecutionProvider"], contract,
-                           "bare onnxruntime tensorrt fp16")
+def _tensorrt(entry, fp32: Path, fp16: Path, photos: Path, workdir: Path) -> list[Runner]:
+    """The TensorRT engines' runners; their build, cached start and quality in the entry."""
+    files = gpu_tensorrt.variants(fp32, fp16, photos, workdir)
+    entry["tensorrt"] = gpu_tensorrt.report(files, fp32, photos, workdir)
+    return gpu_tensorrt.runners(files)
 
 
 def _session_runner(path: Path, providers: list, contract, name: str) -> Runner:
@@ -210,16 +211,18 @@ def _decode_rate(paths, options, workers, decode="threads") -> float:
 def _rate(entry) -> float:
     """fexport's own FP16 call at the end-to-end batch, from arrays."""
     rows = [r for r in entry["results"] if r["runtime"].startswith("fexport")
-            and r["runtime"].endswith("fp16")]
+            and r["runtime"].endswith("fp16") and "tensorrt" not in r["runtime"]]
     return max(rows, key=lambda r: r["batch"])["images_per_s"]
 
 
 def end_to_end(model: Path, paths: list[str], device="cuda", arrays_rate=0.0) -> dict:
     """Images/s from JPEG files to features with every core decoding, in threads and in
     processes, and decoding alone; the slower of decoding and inference bounds it."""
-    workers = len(os.sched_getaffinity(0))
-    rates = {decode: _whole_rate(model, paths, device, workers, decode)
-             for decode in decoding.DECODERS}
+    workers, rates, busy = len(os.sched_getaffinity(0)), {}, {}
+    for decode in decoding.DECODERS:
+        with gpu_tensorrt.GpuSampler() as sampler:
+            rates[decode] = _whole_rate(model, paths, device, workers, decode)
+        busy[decode] = sampler.summary()
     spec = benchmark.contract_of(model, device, None).input  # decoded to the model's own size
     options = images.LoadOptions(spec.height, spec.width, spec.channels)
     decode = max(_decode_rate(paths, options, workers, kind) for kind in decoding.DECODERS)
@@ -227,7 +230,8 @@ def end_to_end(model: Path, paths: list[str], device="cuda", arrays_rate=0.0) ->
             "end_to_end_images_per_s": rates["threads"],
             "end_to_end_processes_images_per_s": rates["processes"],
             "decode_images_per_s": decode, "arrays_images_per_s": arrays_rate,
-            "bound_by": "decode" if decode < arrays_rate else "inference"}
+            "bound_by": "decode" if decode < arrays_rate else "inference",
+            "gpu_utilisation": busy}
 
 
 def _whole_rate(model, paths, device, workers, decode) -> float:
@@ -283,8 +287,18 @@ def _model_lines(entry, batches) -> list[str]:
               f"{e2e['decode_images_per_s']:.0f} images/s, inference "
               f"from arrays {e2e['arrays_images_per_s']:.0f}: the slower stage is "
               f"{e2e['bound_by']}."]
+    lines += [f"GPU utilisation meanwhile ({decode}): {_busy(u)}."
+              for decode, u in e2e.get("gpu_utilisation", {}).items()]
+    lines += gpu_tensorrt.markdown_lines(entry.get("tensorrt", {}))
     lines += [f"Not timed: {s['runtime']}: {s['reason']}" for s in entry["skipped"]]
     return lines + [""]
+
+
+def _busy(summary) -> str:
+    if not summary.get("samples"):
+        return f"not sampled ({summary.get('error') or 'no samples'})"
+    return (f"mean {summary['mean_percent']:.0f}%, max {summary['max_percent']:.0f}% "
+            f"({summary['samples']} samples, {summary['source']})")
 
 
 def write(data, results: Path) -> list[Path]:

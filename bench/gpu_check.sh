@@ -8,6 +8,9 @@
 #   there: bash bench/gpu_check.sh suite                # call 2 for the timing suite alone
 # The machine has the CUDA 13 libraries (PyTorch's nvidia-* wheels) but no onnxruntime-gpu, no
 # TensorFlow and no package index; each step below is bounded so one failure leaves the rest.
+# TensorRT (--device tensorrt, the suite's TensorRT FP16 and INT8 rows) runs only where its
+# libraries are there: its wheel (about 1 GB) cannot be carried, so the tensorrt step says why
+# not, and the suite lists TensorRT under "Not timed" with the reason.
 # Everything it prints, and the suite's results, land in $OUT.
 set -u
 ROOT=$(pwd)
@@ -55,6 +58,8 @@ step 120 install python3 -m pip install -q --no-index --no-deps --upgrade --targ
 # PYTHONSAFEPATH: the repository's own fexport/ folder must not shadow the installed package
 export PYTHONPATH=$SITE:$ROOT/.gpu/fexport FEXPORT_GPU_MODELS=$ROOT/.gpu/models PYTHONSAFEPATH=1
 export PYTHONUNBUFFERED=1
+# TensorRT's engines, kept between calls on a warm machine (the suite times its own empty cache).
+export FEXPORT_CACHE_DIR=$ROOT/.gpu/cache
 machine
 if [ "${1:-}" = "suite" ]; then  # the suite alone, on the models carried
   step 60 fill python3 -m fexport.bench.gpu_carry --fill .gpu/models
@@ -64,6 +69,8 @@ fi
 step 60 providers python3 -c "import onnxruntime as o; print(o.__version__, o.__file__, \
 o.get_available_providers())"
 step 60 doctor python3 -m fexport doctor
+step 60 tensorrt python3 -c "from fexport.runtime import backends; \
+print(backends.tensorrt_unavailable() or 'TensorRT provider and libnvinfer.so.10 load')"
 step 60 fill python3 -m fexport.bench.gpu_carry --fill .gpu/models
 step 240 tests python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py
 step 90 extract bash -c "python3 -c 'import sys, pathlib; from fexport.bench import suite; \

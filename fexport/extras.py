@@ -29,6 +29,9 @@ EXTRAS = (
     # onnxruntime-gpu is imported as onnxruntime too: only its distribution tells them apart.
     Extra("gpu", "the same on NVIDIA GPUs (onnxruntime-gpu with its CUDA and cuDNN wheels); "
                  "never beside cpu", (), "onnxruntime-gpu"),
+    Extra("tensorrt", "--device tensorrt: TensorRT engines through onnxruntime-gpu (the gpu "
+                      "extra with TensorRT 10's libraries)", ("tensorrt_libs",),
+          "onnxruntime-gpu"),
     Extra("export", "export, layers, verify, bench --compare-keras (TensorFlow, Keras, tf2onnx)",
           ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx")),
     Extra("quantize", "quantize (INT8) and convert --fp16 without TensorFlow (onnx, sympy)",
@@ -53,7 +56,7 @@ PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
                "openvino": "openvino", "nncf": "openvino", "matplotlib": "bench",
                "keras_hub": "hub", "starlette": "serve", "uvicorn": "serve",
-               "prometheus_client": "serve"}
+               "prometheus_client": "serve", "tensorrt_libs": "tensorrt"}
 
 
 class MissingDependencyError(FexportError, ImportError):

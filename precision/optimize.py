@@ -3,10 +3,12 @@
 Candidates are what this host can run: float32 on each backend, bf16 where the CPU has it in
 hardware, INT8 by each of ONNX Runtime's calibration methods and by NNCF (with and without
 accuracy control), and, when no INT8 passes, INT8 with the nodes kept in float that a measured
-search found to help. Each is judged against float32 on images the calibration did not
-see (quantize.judge, the path `quantize` and `convert` use) and timed on this host at one batch
-size, all candidates interleaved. The fastest one that passes, if it beats float32, is written
-with the whole table in its contract, and its contract names the backend it won on.
+search found to help; where ONNX Runtime's TensorRT provider loads, the FP16 variant and the
+percentile INT8 file on TensorRT. Each is judged against float32 on images the calibration did
+not see (quantize.judge, the path `quantize` and `convert` use), where it runs, and timed on
+this host at one batch size, all candidates interleaved. The fastest one that passes, if it
+beats float32, is written with the whole table in its contract, and its contract names the
+backend it won on.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Candidate:
     backend: str
     precision: str
     file: str  # the ONNX file (the float32 original for fp32 candidates)
+    device: str = "cpu"  # "tensorrt" for the TensorRT candidates
     report: QualityReport | None = None  # against float32; None for the reference itself
     images_per_s: float = 0.0
     verdict: str = ""  # "pass", or why not
@@ -104,6 +107,7 @@ def optimize(model, sets, output, workdir, min_cosine=comparison.VARIANT_MIN_COS
     candidates = _float32(model, reference, base) + _bf16(reference, base, workdir, notes)
     timer = _Timer(reference.contract, batch_size, iters)
     candidates += _int8(reference, base, workdir, notes, methods)
+    candidates += _tensorrt(reference, base, workdir, candidates, notes)
     timer(candidates)  # all together, for the table
     return _finish(candidates, reference, output, batch_size, min_cosine, notes)
 
@@ -171,6 +175,35 @@ def _int8(reference, base, workdir, notes, methods=None) -> list[Candidate]:
         found += _keep_float(reference, dataclasses.replace(base, method=method),
                              (files[ranked_by], workdir), notes)
     return found
+
+
+def _tensorrt(reference, base, workdir, found, notes) -> list[Candidate]:
+    """The FP16 variant and ONNX Runtime's percentile INT8 file on TensorRT, each judged on
+    the TensorRT engine that runs it, where the provider loads; else a note saying why not.
+    Two engines only: each takes TensorRT minutes to build."""
+    if reason := backends.tensorrt_unavailable():
+        notes.append(f"no TensorRT candidate: {reason}")
+        return []
+    fp16 = dataclasses.replace(base, precision="fp16")
+    files = [("tensorrt fp16", quantize.build(fp16, reference, workdir), fp16)]
+    int8 = next((c for c in found if c.name == "int8 percentile"
+                 and c.backend == "onnxruntime"), None)
+    if int8 is not None:
+        files.append(("tensorrt int8 percentile", int8.file,
+                      dataclasses.replace(base, method="percentile")))
+    return [c for name, file, options in files
+            if (c := _judged_on_tensorrt(name, file, reference, options, notes))]
+
+
+def _judged_on_tensorrt(name, file, reference, options, notes) -> Candidate | None:
+    try:
+        report = quantize.judge(file, reference, options, "onnxruntime", device="tensorrt")
+    except DeviceError as exc:  # the provider listed, but this file's engine did not build
+        notes.append(f"no \"{name}\" candidate: {exc}")
+        return None
+    candidate = _judged(name, "onnxruntime", options.precision, file, report)
+    candidate.device = "tensorrt"
+    return candidate
 
 
 def _closest(candidates) -> str:
@@ -306,7 +339,7 @@ class _Timer:
 
 
 def _extractor(candidate) -> FeatureExtractor:
-    return FeatureExtractor(candidate.file, "cpu", backend=candidate.backend)
+    return FeatureExtractor(candidate.file, candidate.device, backend=candidate.backend)
 
 
 def _finish(candidates, reference, output, batch_size, min_cosine_required,
@@ -323,6 +356,8 @@ def _finish(candidates, reference, output, batch_size, min_cosine_required,
     best = max(passing, key=lambda c: c.images_per_s)
     result.chosen = best.row(baseline)
     result.written = _write(best, reference.contract, output, result)
+    if best.device == "tensorrt":  # a contract names a backend, not a device
+        notes.append(f"{output} was measured on TensorRT: open it with --device tensorrt")
     return result
 
 

@@ -85,10 +85,11 @@ def build(options, reference, workdir) -> Path:
     return candidate
 
 
-def judge(candidate, reference, options, backend="auto") -> QualityReport:
-    """The quality report of `candidate` against float32, on the backend that runs it (the
-    one path for quantize, convert and optimize)."""
-    judged = FeatureExtractor(candidate, device=judging_device(options.precision),
+def judge(candidate, reference, options, backend="auto", device=None) -> QualityReport:
+    """The quality report of `candidate` against float32, on the backend (and `device`, by
+    default judging_device's) that runs it (the one path for quantize, convert and
+    optimize)."""
+    judged = FeatureExtractor(candidate, device=device or judging_device(options.precision),
                               backend=backend)
     report = quality.evaluate(reference, judged, options.evaluation_images, options.labels,
                               options.min_cosine)

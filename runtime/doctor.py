@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from fexport import extras
 
 from . import host
+from .backends import tensorrt_provider
 
 # TensorRT: what ONNX Runtime's TensorRT provider needs (TensorRT 10, as onnxruntime-gpu 1.2x-1.3x
 # is built against); without it the provider is listed but does not load (issue #27).
@@ -71,7 +72,14 @@ def _cuda_libraries(ort) -> dict:
             ort.preload_dlls()
         except Exception:  # noqa: BLE001 - the per-library checks below say what is missing
             pass
-    return {label: _load_first(names) for label, names in CUDA_LIBRARIES}
+    try:  # as a TensorRT session does, so that the line names the wheel's copy
+        tensorrt_provider.preload()
+    except OSError:
+        pass  # the check below loads it again by name and says why not
+    found = {label: _load_first(names) for label, names in CUDA_LIBRARIES}
+    if found["TensorRT"].startswith("not found"):
+        found["TensorRT"] += f"; device tensorrt needs it: {tensorrt_provider.FIX}"
+    return found
 
 
 def _load_first(names) -> str:

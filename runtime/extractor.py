@@ -56,9 +56,9 @@ def load_options_for(contract, resample=None, keep_aspect=None, exif=False,
 class FeatureExtractor:
     """Extract features with an fexport ONNX model, using only numpy, pillow and onnxruntime.
 
-    `device` is "auto" (CUDA when it really loads, else CPU with a warning), "cpu" or "cuda"
-    (raises DeviceError when CUDA does not load). For an ONNX file made elsewhere pass
-    `input_size=(height, width)`. One extractor may be shared by many threads.
+    `device` is "auto" (CUDA when it really loads, else CPU with a warning), "cpu", "cuda" or
+    "tensorrt" (raise DeviceError when CUDA or TensorRT does not load). For an ONNX file made
+    elsewhere pass `input_size=(height, width)`. One extractor may be shared by many threads.
 
     Inputs are image paths, folders, bytes, PIL images or numpy arrays. Arrays may hold one image
     or a batch, in the layout of the model's input or channels-last: for a (N, C, H, W) model

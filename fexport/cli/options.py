@@ -10,9 +10,12 @@ import typer
 
 from fexport.comparison import MIN_EVALUATION_IMAGES
 
-Device = Annotated[str, typer.Option("--device", help="auto (CUDA if it loads), cpu or cuda.")]
+Device = Annotated[str, typer.Option(
+    "--device", help="auto (CUDA if it loads), cpu, cuda or tensorrt (the tensorrt extra: "
+                     "TensorRT engines in the file's own precision, built on the first start "
+                     "and cached).")]
 Backend = Annotated[str, typer.Option(
-    "--backend", help="auto, onnxruntime or openvino (fexport[openvino]); auto: ONNX Runtime, "
+    "--backend", help="auto, onnxruntime or openvino (the openvino extra); auto: ONNX Runtime, "
                       "but OpenVINO for bf16 files, INT8 files on CPUs with AMX, and files "
                       "`fexport optimize` chose it for.")]
 Precision = Annotated[str, typer.Option(

@@ -1,5 +1,5 @@
-"""Inference backends behind one small interface (base.Backend): ONNX Runtime (CPU, CUDA) and
-OpenVINO (CPU), and the rule that picks one for a file, a device and a precision.
+"""Inference backends behind one small interface (base.Backend): ONNX Runtime (CPU, CUDA,
+TensorRT) and OpenVINO (CPU), and the rule that picks one for a file, a device and a precision.
 
 The rule, `choose`:
 - precision "auto" is the file's own: float32 for an export, or the variant's (int8, fp16,
@@ -9,7 +9,9 @@ The rule, `choose`:
   precision is a verified choice, never a silent one.
 - a file written by `fexport optimize` names the backend it won on: `auto` opens it there when
   that backend is installed and the device is not CUDA, else on ONNX Runtime with a warning.
-- CUDA: ONNX Runtime. bf16, and int8-bf16 (an INT8 file whose float parts run in bf16):
+- CUDA and TensorRT (device "tensorrt": ONNX Runtime's TensorRT provider, engines built in
+  the file's own precision and cached; never "auto", whose first start would build for
+  minutes): ONNX Runtime. bf16, and int8-bf16 (an INT8 file whose float parts run in bf16):
   OpenVINO, on CPUs with bf16 in hardware only (emulated bf16 is slower than float32). INT8:
   OpenVINO on CPUs with AMX or AVX-512 VNNI when it is installed, else ONNX Runtime (see
   int8_backend). float32 and FP16: ONNX Runtime, the reference the exports were verified with.
@@ -25,7 +27,14 @@ from fexport.extras import installed
 
 from .. import host
 from .base import Backend, Ran, TensorInfo
-from .onnxruntime_backend import DEVICES, check_model_file, cuda_available
+from .onnxruntime_backend import (
+    DEVICES,
+    GPU_DEVICES,
+    check_model_file,
+    cuda_available,
+    tensorrt_available,
+    tensorrt_unavailable,
+)
 
 BACKENDS = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -35,8 +44,9 @@ FILE_PRECISION = {"float32": "fp32", "bf16": "bf16", "int8": "int8", "fp16": "fp
 # Precisions that need bf16 in hardware, on OpenVINO: bf16, and INT8 whose float parts run bf16.
 BF16_PRECISIONS = ("bf16", "int8-bf16")
 
-__all__ = ["BACKENDS", "PRECISIONS", "Backend", "Ran", "TensorInfo", "check_model_file",
-           "choose", "cuda_available", "open_backend"]
+__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "Backend", "Ran", "TensorInfo",
+           "check_model_file", "choose", "cuda_available", "open_backend", "tensorrt_available",
+           "tensorrt_unavailable"]
 
 
 def choose(contract_precision, backend="auto", device="auto", precision="auto",
@@ -52,7 +62,7 @@ def choose(contract_precision, backend="auto", device="auto", precision="auto",
         return _bf16(backend, device, wanted)
     if backend == "openvino":
         return "openvino", "cpu", wanted
-    if backend == "auto" and device != "cuda" and wanted == "int8" \
+    if backend == "auto" and device not in GPU_DEVICES and wanted == "int8" \
             and int8_backend() == "openvino":
         return "openvino", "cpu", wanted
     return "onnxruntime", device, wanted
@@ -75,8 +85,8 @@ def _check_words(backend, device, precision) -> None:
         raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if backend == "openvino" and device == "cuda":
-        raise DeviceError("backend 'openvino' runs on the CPU here; for CUDA use "
+    if backend == "openvino" and device in GPU_DEVICES:
+        raise DeviceError(f"backend 'openvino' runs on the CPU here; for device {device!r} use "
                           "backend='onnxruntime' (or 'auto')")
 
 
@@ -92,9 +102,9 @@ def _precision(contract_precision, precision) -> str:
 
 
 def _preferred(preferred, device) -> str:
-    if preferred == "openvino" and (device == "cuda" or not installed("openvino")):
-        warnings.warn("fexport: this file was optimized for OpenVINO, which "
-                      f"{'does not run on CUDA' if device == 'cuda' else 'is not installed'}; "
+    if preferred == "openvino" and (device in GPU_DEVICES or not installed("openvino")):
+        why = "does not run on CUDA" if device in GPU_DEVICES else "is not installed"
+        warnings.warn(f"fexport: this file was optimized for OpenVINO, which {why}; "
                       "running it on ONNX Runtime (pip install \"fexport[openvino]\" to follow "
                       "the file)", RuntimeWarning, stacklevel=4)
         return "onnxruntime"
@@ -102,7 +112,7 @@ def _preferred(preferred, device) -> str:
 
 
 def _bf16(backend, device, precision) -> tuple:
-    if backend == "onnxruntime" or device == "cuda":
+    if backend == "onnxruntime" or device in GPU_DEVICES:
         raise DeviceError(f"{precision} runs on OpenVINO's CPU plugin (ONNX Runtime's CPU provider "
                           "has no bf16 convolutions); use backend='openvino', device='cpu'")
     if not host.native_bf16():

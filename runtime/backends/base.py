@@ -16,7 +16,7 @@ class Ran:
     back from the engine; ONNX Runtime's CPU kernels run the file's own precision."""
 
     backend: str  # "onnxruntime" or "openvino"
-    device: str  # "cpu" or "cuda"
+    device: str  # "cpu", "cuda" or "tensorrt"
     precision: str  # "fp32", "bf16", "int8", "fp16" or "int8-bf16" (float parts in bf16)
 
     def __str__(self) -> str:

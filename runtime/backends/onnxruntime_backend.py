@@ -1,9 +1,10 @@
-"""The ONNX Runtime backend (CPU and CUDA), and the truth about which execution provider a
-session really got.
+"""The ONNX Runtime backend (CPU, CUDA and TensorRT), and the truth about which execution
+provider a session really got.
 
-onnxruntime silently falls back to the CPU when the CUDA provider cannot load (a missing CUDA or
-cuDNN library, or the CPU-only wheel). This module asks the session which providers it ended up
-with and raises or warns instead of letting a user believe they run on the GPU.
+onnxruntime silently falls back to the CPU when the CUDA or TensorRT provider cannot load (a
+missing CUDA, cuDNN or TensorRT library, or the CPU-only wheel). This module asks the session
+which providers it ended up with and raises or warns instead of letting a user believe they run
+on the GPU. TensorRT's own part (its options, engine cache and libraries) is tensorrt_provider.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import numpy as np
 from fexport.errors import DeviceError, FexportError, ModelNotFoundError, whole_sentences
 from fexport.extras import require
 
+from . import tensorrt_provider
 from .base import Backend, Ran, TensorInfo
+from .tensorrt_provider import TENSORRT
 
 NAME = "onnxruntime"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+GPU_DEVICES = ("cuda", "tensorrt")
 # fp32 means fp32 on the GPU too: the CUDA provider runs float32 convolutions and matrix products
 # in TF32 (a 10-bit mantissa) on Ampere and later unless told not to; a faster GPU path is a
 # verified FP16 variant, never a silent one.
@@ -67,18 +71,55 @@ def cuda_available() -> bool:
     return CUDA in onnxruntime().get_available_providers()
 
 
+def tensorrt_available() -> bool:
+    """Whether this onnxruntime build has the TensorRT provider (it may still fail to load)."""
+    return TENSORRT in onnxruntime().get_available_providers()
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why device "tensorrt" cannot run here, or None where its provider and library load."""
+    return tensorrt_provider.unavailable(onnxruntime().get_available_providers())
+
+
+def cuda_options(precision) -> dict:
+    return CUDA_FP16_OPTIONS if precision == "fp16" else CUDA_OPTIONS
+
+
 def open_session(path, device="auto", threads=None, precision="fp32"):
-    """A session on `device`; raises DeviceError when "cuda" was asked for and did not load."""
+    """A session on `device`; raises DeviceError when "cuda" or "tensorrt" was asked for and
+    did not load."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     ort = onnxruntime()
+    if device == "tensorrt":
+        return _tensorrt_session(ort, path, threads, precision)
     if device == "cuda" or (device == "auto" and cuda_available()):
-        cuda = CUDA_FP16_OPTIONS if precision == "fp16" else CUDA_OPTIONS
+        cuda = cuda_options(precision)
         session = _create(ort, path, _options(ort, threads, True), [(CUDA, cuda), CPU])
         if CUDA in session.get_providers():
             return session
         _cuda_did_not_load(device)
     return _create(ort, path, _options(ort, threads, False), [CPU])
+
+
+def _tensorrt_session(ort, path, threads, precision):
+    """TensorRT, with CUDA for what it does not take; the wheel's TensorRT libraries loaded
+    first. DeviceError, never a silent CUDA or CPU session, when TensorRT is not what ran."""
+    available = ort.get_available_providers()
+    if TENSORRT not in available:
+        raise tensorrt_provider.not_in_build(available)
+    check_model_file(path)  # before its SHA-256 names the engine cache
+    try:
+        tensorrt_provider.preload()
+    except OSError as exc:
+        raise tensorrt_provider.did_not_load(
+            [], f"TensorRT's libraries did not load ({whole_sentences(exc)})") from exc
+    providers = tensorrt_provider.providers(path, precision, (CUDA, cuda_options(precision)),
+                                            CPU)
+    session = _create(ort, path, _options(ort, threads, True), providers)
+    if session.get_providers()[0] != TENSORRT:
+        raise tensorrt_provider.did_not_load(session.get_providers())
+    return session
 
 
 def _options(ort, threads, on_cuda):
@@ -130,4 +171,4 @@ def _cuda_did_not_load(device) -> None:
 
 
 def device_of(session) -> str:
-    return "cuda" if session.get_providers()[0] == CUDA else "cpu"
+    return {CUDA: "cuda", TENSORRT: "tensorrt"}.get(session.get_providers()[0], "cpu")

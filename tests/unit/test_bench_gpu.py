@@ -1,11 +1,16 @@
-"""The GPU suite's pieces that need no GPU: packing onnxruntime-gpu for one architecture, and
-the report's table and bottleneck."""
+"""The GPU suite's pieces that need no GPU: packing onnxruntime-gpu for one architecture, the
+report's table, bottleneck, TensorRT starts and GPU utilisation, and the sampler's refusal."""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import struct
+import time
 
-from fexport.bench import gpu
+import pytest
+
+from fexport.bench import gpu, gpu_tensorrt
 from fexport.bench.gpu_carry import FATBIN_MAGIC, keep_one_arch
 
 ENTRY_HEADER = 64
@@ -67,3 +72,44 @@ def test_markdown_has_a_row_per_runtime_and_the_bottleneck():
     assert "| torch eager cuda fp16 | 179 | 6638 |" in text
     assert "the slower stage is decode" in text and "1: 375, 16: 1313" in text
     assert gpu.name_for(data["machine"]) == "gpu-h200-ort1.31.1"
+
+
+def test_the_end_to_end_rate_is_cudas_fp16_not_tensorrts():
+    entry = _entry_data("VGG16", {"fexport onnxruntime cuda fp16": {256: 5500.0},
+                                  "fexport onnxruntime tensorrt fp16": {256: 9000.0}})
+    assert gpu._rate(entry) == 5500.0  # the end-to-end run opens the file on CUDA
+
+
+def test_tensorrt_starts_and_gpu_utilisation_are_reported():
+    entry = _entry_data("VGG16", {"fexport onnxruntime tensorrt int8": {1: 800.0}})
+    entry["end_to_end"] = {"files": 8, "batch": 8, "decode_threads": 2,
+                           "end_to_end_images_per_s": 90.0, "decode_images_per_s": 100.0,
+                           "arrays_images_per_s": 800.0, "bound_by": "decode",
+                           "gpu_utilisation": {
+                               "threads": {"samples": 40, "source": "nvidia-smi", "error": None,
+                                           "mean_percent": 31.5, "max_percent": 77.0},
+                               "processes": {"samples": 0, "source": "nvidia-smi",
+                                             "error": "FileNotFoundError: nvidia-smi"}}}
+    entry["tensorrt"] = {"int8": {"build_s": 95.25, "cached_start_s": 2.5,
+                                  "min_cosine": 0.99712, "max_rel": 0.031}}
+    data = {"machine": {"gpu": "NVIDIA H100", "cuda": "13.0", "onnxruntime": "1.31.1",
+                        "cpu": "Xeon", "cores": 16, "python": "3.11"},
+            "batch_sizes": [1], "decode_scaling": {1: 100.0}, "models": [entry]}
+    text = gpu.markdown(data)
+    assert "| fexport onnxruntime tensorrt int8 | 800 |" in text
+    assert "TensorRT int8: engine built in 95.2 s, cached start 2.5 s; against float32 on 8 " \
+           "real photos min cosine 0.99712, max rel 3.10e-02." in text
+    assert "GPU utilisation meanwhile (threads): mean 32%, max 77% (40 samples, " \
+           "nvidia-smi)." in text
+    assert "(processes): not sampled (FileNotFoundError: nvidia-smi)." in text
+
+
+def test_the_gpu_sampler_says_why_it_has_no_samples_on_a_host_without_a_gpu():
+    if shutil.which("nvidia-smi") or importlib.util.find_spec("pynvml"):
+        pytest.skip("this host can be sampled")
+    with gpu_tensorrt.GpuSampler() as sampler:
+        time.sleep(3 * gpu_tensorrt.SAMPLE_S)
+    summary = sampler.summary()
+    assert summary["samples"] == 0 and summary["source"] == "nvidia-smi"
+    assert summary["error"].startswith("FileNotFoundError")
+    assert not sampler._thread.is_alive()  # ended, not left querying

@@ -83,3 +83,17 @@ def test_status_lists_each_extra_with_what_is_missing(monkeypatch):
     assert list(status) == [extra.name for extra in extras.EXTRAS]
     assert status["cpu"] == []  # the unit layer runs on onnxruntime
     assert "sympy" in status["quantize"]
+
+
+def test_the_tensorrt_extra_is_the_gpu_extra_with_tensorrt_10_for_the_same_cuda():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    wanted = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    runtime, libraries = wanted["tensorrt"]
+    assert runtime.startswith("onnxruntime-gpu[cuda,cudnn]>=1.27")  # the CUDA 13 builds
+    # TensorRT 10 (libnvinfer.so.10, what the provider links) for CUDA 13, as onnxruntime-gpu.
+    assert libraries == "tensorrt-cu13-libs>=10.13.2,<11"
+    extra = next(e for e in extras.EXTRAS if e.name == "tensorrt")
+    assert extra.modules == ("tensorrt_libs",) and extra.distribution == "onnxruntime-gpu"

@@ -13,7 +13,8 @@ MAX_LINES = 400
 # Packages fexport uses or sits beside: a module of ours named like one reads as that package.
 THIRD_PARTY = {"numpy", "PIL", "onnx", "onnxruntime", "openvino", "tensorflow", "keras",
                "tf_keras", "tf2onnx", "ray", "sklearn", "skimage", "pyarrow", "typer",
-               "matplotlib", "pytest", "hypothesis", "sympy", "pandas"}
+               "matplotlib", "pytest", "hypothesis", "sympy", "pandas", "tensorrt",
+               "tensorrt_libs", "nvidia"}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
