@@ -161,6 +161,7 @@ def test_nncf_int8_is_judged_by_the_same_gate(method, xception_onnx, image_sets,
     proc = run_cli("quantize", xception_onnx, "--calibration-images", calibration,
                    "--eval-images", evaluation, "-o", out, "--min-cosine", "0.99999999",
                    "--method", method, check=False)
+    assert out.exists(), proc.stdout + proc.stderr  # a refused variant is kept, to inspect
     report = quality_of(out)
     assert report.method.startswith("NNCF post-training")
     # The judge's number is the runtime's: recomputed here from the two files.

@@ -130,7 +130,20 @@ def open_backend(path, contract=None, backend="auto", device="auto", precision="
     if name == "openvino":
         from .openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(path, threads, precision)
+        try:
+            return OpenVinoBackend(path, threads, precision)
+        except DeviceError as exc:
+            if backend != "auto" or precision != "int8":
+                raise
+            _int8_on_onnxruntime(exc)
     from .onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(path, device, threads, precision)
+
+
+def _int8_on_onnxruntime(refusal) -> None:
+    """backend "auto" chose OpenVINO for an INT8 file, which runs none of it in INT8 (NNCF's
+    accuracy control can put every operation back in float): ONNX Runtime runs the file's
+    QDQ nodes as written, so it opens there instead of failing."""
+    warnings.warn(f"fexport: {refusal}; running it on ONNX Runtime instead", RuntimeWarning,
+                  stacklevel=4)

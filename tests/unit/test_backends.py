@@ -1,6 +1,7 @@
 """runtime/backends: the rule `choose`, ONNX Runtime and (where installed) OpenVINO against the
 numpy reference on the tiny model, and what each says really ran."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -150,3 +151,21 @@ def test_sessions_leave_idle_cores_to_decoding_and_cpu_sessions_use_them_all():
 def test_fp32_on_cuda_means_fp32_and_fp16_runs_nhwc():
     assert ort_backend.CUDA_OPTIONS["use_tf32"] == "0"  # TF32 would be a silent 10-bit mantissa
     assert ort_backend.CUDA_FP16_OPTIONS == {**ort_backend.CUDA_OPTIONS, "prefer_nhwc": "1"}
+
+
+def test_auto_opens_int8_on_onnxruntime_when_openvino_would_run_none_of_it_in_int8(
+        tiny_model, pixels, expected_features, monkeypatch):
+    """A file said to be INT8 with nothing in INT8 (NNCF's accuracy control can put every
+    operation back in float): where OpenVINO is the INT8 engine, backend "auto" warns and runs
+    it on ONNX Runtime; backend "openvino", asked by name, still refuses."""
+    pytest.importorskip("openvino")
+    from fexport.runtime.contract import stored_contract
+
+    monkeypatch.setattr(backends, "int8_backend", lambda: "openvino")  # a VNNI or AMX host
+    contract = dataclasses.replace(stored_contract(tiny_model), precision="int8")
+    with pytest.warns(RuntimeWarning, match="no kernel runs in int8.*on ONNX Runtime instead"):
+        engine = backends.open_backend(tiny_model, contract, threads=1)
+    assert engine.ran.backend == "onnxruntime"
+    assert_close(engine.run(pixels), expected_features(pixels))
+    with pytest.raises(DeviceError, match="no kernel runs in int8"):
+        backends.open_backend(tiny_model, contract, backend="openvino", threads=1)
