@@ -1,7 +1,8 @@
 """Feature extraction on Ray Data, for collections that outgrow one machine.
 
-    paths or URIs --Ray Dataset--> actor pool, one FeatureExtractor per actor (ray_workers.py)
-        --> shard writers: OUT.parquet/part-<first input>.parquet (+ OUT.failures.tsv)
+    paths or URIs --listed as they are read into a Parquet file (files/listing.py)-->
+        Ray Dataset, a block at a time --> actor pool, one FeatureExtractor per actor
+        (ray_workers.py) --> shard writers: OUT.parquet/part-F-L.parquet (+ OUT.failures.tsv)
 
 Called through `engines.extract_to_file(..., engine="ray")`, with the local engine's settings
 and Summary. Modes: "new" (an existing output is refused), "overwrite", and, for a local
