@@ -11,7 +11,8 @@ round by round: fexport's call and the bare onnxruntime API for each file, and t
 network in PyTorch eager (channels_last, FP16 autocast) when torch is installed. Images/s from
 arrays (host memory in, host memory out: the copies are counted), then end to end from JPEG files
 with every CPU core decoding, beside the decode rate alone: the smaller one is the bottleneck,
-and the GPU's utilisation sampled meanwhile.
+and the GPU's utilisation sampled meanwhile; and with `--decode gpu` (nvImageCodec, batches kept
+on the GPU) where it loads, with the count of files that fell back to the CPU, else its reason.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MODELS = (("VGG16", "vgg16"), ("ResNet50", "resnet50"))
 ITERS = 10  # rounds; each gives every runtime timing.TURN_S of back-to-back calls
 JPEGS = 512  # photo-sized JPEG files for the end-to-end rate
 E2E_BATCH = 256
+CPU_DECODERS = ("threads", "processes")
 
 
 def run(models_dir: Path, iters: int, workdir: Path, results: Path, device="cuda",
@@ -219,31 +221,56 @@ def end_to_end(model: Path, paths: list[str], device="cuda", arrays_rate=0.0) ->
     """Images/s from JPEG files to features with every core decoding, in threads and in
     processes, and decoding alone; the slower of decoding and inference bounds it."""
     workers, rates, busy = len(os.sched_getaffinity(0)), {}, {}
-    for decode in decoding.DECODERS:
+    for decode in CPU_DECODERS:
         with gpu_tensorrt.GpuSampler() as sampler:
-            rates[decode] = _whole_rate(model, paths, device, workers, decode)
+            rates[decode] = _whole_rate(model, paths, device, workers, decode)[0]
         busy[decode] = sampler.summary()
+    gpu_decode = _gpu_decode(model, paths, device, workers, busy)
     spec = benchmark.contract_of(model, device, None).input  # decoded to the model's own size
     options = images.LoadOptions(spec.height, spec.width, spec.channels)
-    decode = max(_decode_rate(paths, options, workers, kind) for kind in decoding.DECODERS)
+    decode = max(_decode_rate(paths, options, workers, kind) for kind in CPU_DECODERS)
     return {"files": len(paths), "batch": min(E2E_BATCH, len(paths)), "decode_threads": workers,
             "end_to_end_images_per_s": rates["threads"],
             "end_to_end_processes_images_per_s": rates["processes"],
             "decode_images_per_s": decode, "arrays_images_per_s": arrays_rate,
             "bound_by": "decode" if decode < arrays_rate else "inference",
-            "gpu_utilisation": busy}
+            "gpu_utilisation": busy, "gpu_decode": gpu_decode}
 
 
-def _whole_rate(model, paths, device, workers, decode) -> float:
+def _gpu_decode(model, paths, device, workers, busy) -> dict:
+    """`--decode gpu` end to end where nvImageCodec loads: images/s and how the timed files
+    were decoded (on the GPU, or fallen back to the CPU and why); else why not."""
+    try:
+        with gpu_tensorrt.GpuSampler() as sampler:
+            rate, decoded = _whole_rate(model, paths, device, workers, "gpu")
+    except Exception as exc:  # no nvImageCodec or no CUDA here: say why, keep the other rows
+        return {"skipped": f"{type(exc).__name__}: {exc}"[:500]}
+    busy["gpu"] = sampler.summary()
+    return {"images_per_s": rate, **decoded}
+
+
+def _whole_rate(model, paths, device, workers, decode) -> tuple[float, dict | None]:
+    """Images/s end to end, and for GPU decoding how the timed run's files were decoded."""
     extractor = FeatureExtractor(model, device, workers=workers, decode=decode)
     try:
         batch = min(E2E_BATCH, len(paths))
         extractor.extract(paths[:batch], batch_size=batch)  # warm up (and start processes)
-        start = time.perf_counter()
+        before, start = extractor.decoded, time.perf_counter()
         extractor.extract(paths, batch_size=batch)
-        return len(paths) / (time.perf_counter() - start)
+        rate = len(paths) / (time.perf_counter() - start)
+        return rate, _since(before, extractor.decoded)
     finally:
         extractor.close()
+
+
+def _since(before: dict | None, after: dict | None) -> dict | None:
+    """The GPU decoder's tally of the timed run alone, the warm-up taken off."""
+    if after is None:
+        return None
+    reasons = {why: n - before["reasons"].get(why, 0) for why, n in after["reasons"].items()}
+    return {"gpu": after["gpu"] - before["gpu"],
+            "cpu_fallback": after["cpu_fallback"] - before["cpu_fallback"],
+            "reasons": {why: n for why, n in reasons.items() if n}}
 
 
 def name_for(found: dict) -> str:
@@ -287,11 +314,23 @@ def _model_lines(entry, batches) -> list[str]:
               f"{e2e['decode_images_per_s']:.0f} images/s, inference "
               f"from arrays {e2e['arrays_images_per_s']:.0f}: the slower stage is "
               f"{e2e['bound_by']}."]
+    lines += _gpu_decode_lines(e2e.get("gpu_decode"))
     lines += [f"GPU utilisation meanwhile ({decode}): {_busy(u)}."
               for decode, u in e2e.get("gpu_utilisation", {}).items()]
     lines += gpu_tensorrt.markdown_lines(entry.get("tensorrt", {}))
     lines += [f"Not timed: {s['runtime']}: {s['reason']}" for s in entry["skipped"]]
     return lines + [""]
+
+
+def _gpu_decode_lines(found: dict | None) -> list[str]:
+    if not found:
+        return []
+    if "skipped" in found:
+        return [f"With --decode gpu: not timed ({found['skipped']})."]
+    why = "; ".join(f"{n} {reason}" for reason, n in found["reasons"].items())
+    return [f"With --decode gpu (nvImageCodec, batches kept on the GPU): "
+            f"{found['images_per_s']:.0f} images/s; {found['gpu']} files decoded on the GPU, "
+            f"{found['cpu_fallback']} on the CPU{f' ({why})' if why else ''}."]
 
 
 def _busy(summary) -> str:

@@ -11,6 +11,10 @@
 # TensorRT (--device tensorrt, the suite's TensorRT FP16 and INT8 rows) runs only where its
 # libraries are there: its wheel (about 1 GB) cannot be carried, so the tensorrt step says why
 # not, and the suite lists TensorRT under "Not timed" with the reason.
+# --decode gpu (nvImageCodec; the suite's end-to-end "--decode gpu" rows) runs where
+# nvidia.nvimgcodec imports: carry it unpacked in .gpu/nvimgcodec (here: pip download --no-deps
+# nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg, then unzip both wheels there; nvImageCodec's is 25 MB),
+# else the gpu-decode step and the suite say why not.
 # Everything it prints, and the suite's results, land in $OUT.
 set -u
 ROOT=$(pwd)
@@ -53,10 +57,13 @@ fi
 unpack
 NVIDIA=$(python3 -c "import nvidia, os; print(list(nvidia.__path__)[0])")
 export LD_LIBRARY_PATH=$(find "$NVIDIA" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
+if [ -d "$ROOT/.gpu/nvimgcodec/nvidia/nvjpeg/lib" ]; then  # nvJPEG's wheel, carried beside it
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$ROOT/.gpu/nvimgcodec/nvidia/nvjpeg/lib
+fi
 step 120 install python3 -m pip install -q --no-index --no-deps --upgrade --target "$ROOT/.gpu/fexport" \
   .gpu/wheel/fexport-*.whl  # built here: pip wheel --no-deps -w .gpu/wheel .
 # PYTHONSAFEPATH: the repository's own fexport/ folder must not shadow the installed package
-export PYTHONPATH=$SITE:$ROOT/.gpu/fexport FEXPORT_GPU_MODELS=$ROOT/.gpu/models PYTHONSAFEPATH=1
+export PYTHONPATH=$SITE:$ROOT/.gpu/fexport:$ROOT/.gpu/nvimgcodec FEXPORT_GPU_MODELS=$ROOT/.gpu/models PYTHONSAFEPATH=1
 export PYTHONUNBUFFERED=1
 # TensorRT's engines, kept between calls on a warm machine (the suite times its own empty cache).
 export FEXPORT_CACHE_DIR=$ROOT/.gpu/cache
@@ -71,6 +78,8 @@ o.get_available_providers())"
 step 60 doctor python3 -m fexport doctor
 step 60 tensorrt python3 -c "from fexport.runtime import backends; \
 print(backends.tensorrt_unavailable() or 'TensorRT provider and libnvinfer.so.10 load')"
+step 60 gpu-decode python3 -c "from fexport.runtime import doctor; \
+print(doctor.gpu_decode())"
 step 60 fill python3 -m fexport.bench.gpu_carry --fill .gpu/models
 step 240 tests python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py
 step 90 extract bash -c "python3 -c 'import sys, pathlib; from fexport.bench import suite; \

@@ -32,6 +32,9 @@ EXTRAS = (
     Extra("tensorrt", "--device tensorrt: TensorRT engines through onnxruntime-gpu (the gpu "
                       "extra with TensorRT 10's libraries)", ("tensorrt_libs",),
           "onnxruntime-gpu"),
+    Extra("gpu-decode", "--decode gpu: JPEGs decoded on the GPU by nvImageCodec, batches kept "
+                        "there for onnxruntime-gpu (the gpu extra with nvImageCodec)",
+          ("nvidia.nvimgcodec",), "onnxruntime-gpu"),
     Extra("export", "export, layers, verify, bench --compare-keras (TensorFlow, Keras, tf2onnx)",
           ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx")),
     Extra("quantize", "quantize (INT8) and convert --fp16 without TensorFlow (onnx, sympy)",
@@ -56,7 +59,8 @@ PROVIDED_BY = {"onnxruntime": "cpu", "tensorflow": "export", "keras": "export",
                "sympy": "quantize", "pyarrow": "parquet", "sklearn": "sklearn", "ray": "ray",
                "openvino": "openvino", "nncf": "openvino", "matplotlib": "bench",
                "keras_hub": "hub", "starlette": "serve", "uvicorn": "serve",
-               "prometheus_client": "serve", "tensorrt_libs": "tensorrt"}
+               "prometheus_client": "serve", "tensorrt_libs": "tensorrt",
+               "nvidia.nvimgcodec": "gpu-decode"}
 
 
 class MissingDependencyError(FexportError, ImportError):
@@ -94,14 +98,24 @@ def require(module, purpose):
 
 def _missing_package(exc, module) -> str | None:
     """The optional package whose absence `exc` reports, or None for another failure."""
-    name = (getattr(exc, "name", None) or module).split(".")[0]
-    return name if name in PROVIDED_BY else None
+    name = getattr(exc, "name", None) or module
+    # No nvidia namespace at all reports "nvidia" missing: the package asked for is missing.
+    return _known(module if module.startswith(f"{name}.") else name)
+
+
+def _known(name: str) -> str | None:
+    """`name` or its top-level package, whichever PROVIDED_BY knows: nvidia.nvimgcodec is
+    known by its whole name (other nvidia.* packages are CUDA's libraries)."""
+    for candidate in (name, name.split(".")[0]):
+        if candidate in PROVIDED_BY:
+            return candidate
+    return None
 
 
 def missing_message(exc) -> str | None:
     """For the CLI's edge: the install line for a ModuleNotFoundError of a known package."""
-    name = (getattr(exc, "name", None) or "").split(".")[0]
-    if name not in PROVIDED_BY:
+    name = _known(getattr(exc, "name", None) or "")
+    if name is None:
         return None
     return (f"this command needs {name}, which is not installed: "
             f"{install_command(PROVIDED_BY[name])}")

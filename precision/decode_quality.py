@@ -5,6 +5,10 @@ once with JPEGs decoded at reduced size (fexport.runtime.files.images, DECODE_QU
 features are compared row by row, as reduced precision is (fexport.precision.quality). The time
 of each pass is taken too, in the same run: on small JPEGs fast gains little, on large photos
 up to about 1.8x of the decode (libjpeg still reads every Huffman code).
+
+`candidate="gpu"` compares decoding on the GPU (`decode="gpu"`, nvImageCodec: another JPEG
+decoder, so not Keras-exact either) against exact decoding instead, where it runs, with the
+count of files that fell back to the CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class DecodeComparison:
     exact_s: float  # seconds to extract every image with exact decoding (decode and engine)
     fast_s: float
     min_cosine_required: float
+    candidate: str = "fast"  # "fast": decode_quality="fast"; "gpu": decode="gpu"
+    decoded: dict | None = None  # for "gpu": images on the GPU and CPU fallbacks, and why
 
     @property
     def passed(self) -> bool:
@@ -41,43 +47,55 @@ class DecodeComparison:
 
     def lines(self) -> list[str]:
         verdict = "passed" if self.passed else "FAILED"
-        return [f"fast vs exact decoding on {self.images} images: cosine min "
+        return [f"{self.candidate} vs exact decoding on {self.images} images: cosine min "
                 f"{self.min_cosine:.5f} mean {self.mean_cosine:.5f} (threshold "
                 f"{self.min_cosine_required:g}: {verdict})",
                 f"  nearest-{self.neighbours} overlap {self.neighbour_overlap:.1%}",
-                f"  extraction {self.exact_s:.2f} s exact, {self.fast_s:.2f} s fast "
-                f"({self.speedup:.2f}x; decode and engine, this run)"]
+                f"  extraction {self.exact_s:.2f} s exact, {self.fast_s:.2f} s "
+                f"{self.candidate} ({self.speedup:.2f}x; decode and engine, this run)"] \
+            + ([f"  decoded on the GPU {self.decoded['gpu']}, on the CPU "
+                f"{self.decoded['cpu_fallback']}"] if self.decoded else [])
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "passed": self.passed, "speedup": self.speedup}
 
 
+CANDIDATES = {"fast": {"decode_quality": "fast"}, "gpu": {"decode": "gpu"}}
+
+
 def compare(model_path, inputs, *, batch_size=32,
-            min_cosine=comparison.FAST_DECODE_MIN_COSINE, **options) -> DecodeComparison:
-    """Extract `inputs` with `model_path` decoded both ways (other FeatureExtractor `options`
-    the same) and compare the features."""
+            min_cosine=comparison.FAST_DECODE_MIN_COSINE, candidate="fast",
+            **options) -> DecodeComparison:
+    """Extract `inputs` with `model_path` decoded exactly and as `candidate` says ("fast" or
+    "gpu"; other FeatureExtractor `options` the same) and compare the features."""
+    if candidate not in CANDIDATES:
+        raise UsageError(f"decoding {candidate!r} to compare: expected one of "
+                         f"{', '.join(CANDIDATES)}")
     items = list(expand(inputs))
     if len(items) < comparison.MIN_EVALUATION_IMAGES:
         raise UsageError(f"{len(items)} images: comparing decodings needs at least "
                          f"{comparison.MIN_EVALUATION_IMAGES} (each image's "
                          f"{comparison.NEIGHBOURS} nearest neighbours are compared); pass more")
-    exact, exact_s = _extract(model_path, items, batch_size, "exact", options)
-    fast, fast_s = _extract(model_path, items, batch_size, "fast", options)
+    exact, exact_s, _ = _extract(model_path, items, batch_size, {}, options)
+    fast, fast_s, decoded = _extract(model_path, items, batch_size, CANDIDATES[candidate],
+                                     options)
     cosines = comparison.row_cosines(exact, fast)
     return DecodeComparison(
         images=len(items), min_cosine=float(cosines.min()), mean_cosine=float(cosines.mean()),
         neighbour_overlap=comparison.neighbour_overlap(exact, fast),
         neighbours=comparison.NEIGHBOURS,
-        exact_s=exact_s, fast_s=fast_s, min_cosine_required=min_cosine)
+        exact_s=exact_s, fast_s=fast_s, min_cosine_required=min_cosine, candidate=candidate,
+        decoded=decoded)
 
 
-def _extract(model_path, items, batch_size, decode_quality, options):
-    """Features and the seconds they took, after one warm-up image (the engine's first run)."""
-    extractor = FeatureExtractor(model_path, decode_quality=decode_quality, **options)
+def _extract(model_path, items, batch_size, decoding, options):
+    """Features, the seconds they took, after one warm-up image (the engine's first run), and
+    for GPU decoding how the images were decoded."""
+    extractor = FeatureExtractor(model_path, **decoding, **options)
     try:
         extractor.extract(items[:1])
         started = time.perf_counter()
         features = extractor.extract(items, batch_size)
-        return features, time.perf_counter() - started
+        return features, time.perf_counter() - started, extractor.decoded
     finally:
         extractor.close()

@@ -19,26 +19,21 @@ unlinks the shared memory, so a SIGKILL leaves nothing in /dev/shm.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import itertools
 import multiprocessing
 import os
 import threading
 import weakref
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import connection, shared_memory
 
-import numpy as np
-
-from fexport.errors import FexportError, UsageError
+from fexport.errors import UsageError
 
 from . import batches
 from .files import images
-from .stages import DecodeTimes
+from .rings import Ring, thread_pool
 
-DECODERS = ("threads", "processes")
+DECODERS = ("threads", "processes", "gpu")  # gpu: runtime/gpu_decode.py, the gpu-decode extra
 # Files per task, so the pool's queues are crossed once per 8 images rather than per image. On
 # 2 cores the parent's share of the work still keeps processes below threads when decoding alone
 # (about 950 against 1500 images/s); on a 16-core H100 host, extraction from JPEG files went
@@ -54,6 +49,10 @@ def check_decoder(decode) -> None:
 
 def decoder(decode: str, workers: int):
     check_decoder(decode)
+    if decode == "gpu":
+        from .gpu_decode import GpuDecoder
+
+        return GpuDecoder(workers)
     return ProcessDecoder(workers) if decode == "processes" else ThreadDecoder(workers)
 
 
@@ -61,58 +60,6 @@ def depth(batch_size: int, workers: int) -> int:
     """Batches in a ring: the one at the engine, the next one, and enough more that every
     worker has an image to decode."""
     return 2 + -(-workers // batch_size)
-
-
-class PendingBatch:
-    """One batch being decoded into `pixels`; `settle` waits for it, and then `times` holds
-    the seconds its decoders spent on each stage."""
-
-    def __init__(self, keys: list[str], pixels: np.ndarray, parts: list):
-        self.keys, self.pixels, self._parts = keys, pixels, parts  # parts: (pairs, future)
-        self.times = DecodeTimes()
-
-    def settle(self) -> list:
-        """None, or the ImageError saying why not, per image. Any other error (the decoding
-        processes stopped) is not an image's and stops the run."""
-        errors = [None] * len(self.keys)
-        for pairs, future in self._parts:
-            filled = _result(future)
-            self.times.add(filled.times)
-            for (slot, _), error in zip(pairs, filled.errors):
-                errors[slot] = error
-        return errors
-
-
-class Ring:
-    """`buffers` used in turn by consecutive batches; `submit(index, pairs, options)` sends
-    (slot, item) pairs to be decoded into buffer `index`, and gives (pairs, future) parts."""
-
-    def __init__(self, buffers: list, submit):
-        self.buffers, self._submit, self._futures = buffers, submit, []
-
-    def ahead(self, items, size: int, options) -> PendingBatch:
-        """A PendingBatch per `size` items, in order, the next len(buffers) - 1 decoding while
-        the caller has one. A buffer is filled again only after the caller asked for the next."""
-        pending, items = collections.deque(), iter(items)
-        for index in itertools.count():
-            if not (group := list(itertools.islice(items, size))):
-                break
-            pending.append(self._decode(index % len(self.buffers), group, options))
-            if len(pending) == len(self.buffers):
-                yield pending.popleft()
-        yield from pending
-
-    def _decode(self, index, group, options) -> PendingBatch:
-        parts = self._submit(index, list(enumerate(group)), options)
-        self._futures = [f for f in self._futures if not f.done()] + [f for _, f in parts]
-        return PendingBatch(list(map(images.describe, group)), self.buffers[index][:len(group)],
-                            parts)
-
-    def drain(self) -> None:
-        """Wait for what is still decoding, so that nothing writes into the buffers after."""
-        for future in self._futures:
-            future.cancel()
-        wait(self._futures)
 
 
 class ThreadDecoder:
@@ -201,10 +148,6 @@ class ProcessDecoder:
             self._free.clear()
 
 
-def thread_pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="fexport-decode")
-
-
 # In a decoding process: the shared memory it has opened, by name, kept until it exits.
 _attached: dict[str, shared_memory.SharedMemory] = {}
 
@@ -250,16 +193,6 @@ def _done(function, *args) -> Future:
     except Exception as exc:  # settled by the caller, as a thread's error would be
         future.set_exception(exc)
     return future
-
-
-def _result(future) -> list:
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        raise FexportError(
-            f"the image-decoding processes stopped ({exc}). Spawned processes import the "
-            "main module, so a script read from standard input cannot start them: run it "
-            "from a file, or use decode='threads'.") from exc
 
 
 def decode_all(decoder, items, options: images.LoadOptions, layout, size: int = 32) -> int:

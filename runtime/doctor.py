@@ -24,7 +24,7 @@ CUDA_LIBRARIES = (("CUDA runtime", ("libcudart.so.13", "libcudart.so.12")),
                   ("TensorRT", ("libnvinfer.so.10",)))
 PACKAGES = ("fexport", "numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "openvino", "onnx",
             "sympy", "tensorflow", "keras", "tf_keras", "tf2onnx", "scikit-learn", "pyarrow",
-            "ray")
+            "ray", "nvidia-nvimgcodec-cu13")
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Report:
     cuda_libraries: dict  # label -> "loads from PATH" or why it does not
     cpu: dict
     packages: dict = field(default_factory=dict)  # distribution -> version or None
+    gpu_decode: dict = field(default_factory=dict)  # nvImageCodec: imports, version, CUDA
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +57,24 @@ def report() -> Report:
         cuda_libraries=_cuda_libraries(ort),
         cpu={"name": host.cpu_name(), "flags": host.precision_flags(),
              "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
-        packages={name: _version(name) for name in PACKAGES})
+        packages={name: _version(name) for name in PACKAGES}, gpu_decode=gpu_decode())
+
+
+def gpu_decode() -> dict:
+    """Whether nvImageCodec (decode="gpu") imports, its version and the CUDA it was built for,
+    or why not; looked up without importing it where it is not installed (a bare install)."""
+    from . import gpu_decode as gpu
+
+    if not extras.installed(gpu.MODULE):
+        return {"imports": False, "state": "not installed: "
+                f"{extras.install_command(gpu.EXTRA)}"}
+    try:
+        module = gpu.nvimgcodec()
+    except Exception as exc:  # noqa: BLE001 - a broken install: say why, as for CUDA's libraries
+        return {"imports": False, "state": f"does not import: {exc}"}
+    return {"imports": True, "version": getattr(module, "__version__", None),
+            "cuda": getattr(module, "__cuda_version__", None),
+            "state": f"imports, version {getattr(module, '__version__', '?')}"}
 
 
 def _onnxruntime():

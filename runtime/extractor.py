@@ -10,6 +10,7 @@ import numpy as np
 from fexport.errors import ImageError
 
 from . import backends, decoding
+from .backends.device_batches import DeviceBatch
 from .batches import BatchLayout
 from .contract import infer_contract, stored_contract, to_model_input
 from .files import images
@@ -77,6 +78,9 @@ class FeatureExtractor:
     JPEGs at reduced size before the resize (fexport.runtime.files.images, DECODE_QUALITIES):
     faster on large photos, no longer Keras-exact; `fexport verify-decode`
     measures the difference on one's own images. The default, "exact", is Keras's loading.
+    `decode="gpu"` (the gpu-decode extra, on CUDA) decodes JPEGs on the GPU with nvImageCodec
+    and keeps the batch there for the engine, with a CPU fallback per file (`decoded` counts
+    both); not Keras-exact either: `fexport verify-decode --decode gpu` measures it.
     """
 
     def __init__(self, path, device="auto", threads=None, *, backend="auto", precision="auto",
@@ -98,6 +102,9 @@ class FeatureExtractor:
         self.load_options = load_options_for(self.contract, resample, keep_aspect, exif,
                                              decode_quality)
         self._layout = BatchLayout.of(self.contract)
+        if decode == "gpu":
+            self._decoder.check(self.load_options, self._layout, self.engine.ran,
+                                self.contract.input.batch)
 
     def __getstate__(self):
         return self._settings
@@ -138,6 +145,13 @@ class FeatureExtractor:
     def threads(self):
         """The intra-op thread count asked for (None: onnxruntime's default, all cores)."""
         return self._settings["threads"]
+
+    @property
+    def decoded(self) -> dict | None:
+        """With decode="gpu": the images decoded on the GPU and those that fell back to the
+        CPU, with why, since it opened; None with other decoders."""
+        tally = getattr(self._decoder, "tally", None)
+        return None if tally is None else tally.to_dict()
 
     @property
     def feature_dim(self) -> int:
@@ -213,7 +227,8 @@ class FeatureExtractor:
         return self._run(np.concatenate([batch, padding]))[:len(batch)]
 
     def _run(self, batch):
-        out = np.asarray(self.engine.run(batch), dtype=np.float32)
+        run = self.engine.run_on_device if isinstance(batch, DeviceBatch) else self.engine.run
+        out = np.asarray(run(batch), dtype=np.float32)
         return out if self.contract.head == "none" else out.reshape(len(batch), -1)
 
     def _empty(self):

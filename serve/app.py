@@ -27,7 +27,7 @@ from fexport.errors import (
     UsageError,
 )
 from fexport.extras import require
-from fexport.runtime import decoding
+from fexport.runtime import rings
 
 from . import embeddings, protocol
 from .config import ServeConfig
@@ -71,7 +71,7 @@ class Server:
         from starlette.responses import Response
 
         self._response, self.config, self.metrics = Response, config, ServeMetrics()
-        self.decoder = decoding.thread_pool(config.decode_workers)  # the extractor's own
+        self.decoder = rings.thread_pool(config.decode_workers)  # the extractor's own
         self.models = {name: ModelService(name, extractor, config, self.decoder,
                                           self.metrics.for_model(name))
                        for name, extractor in models.items()}

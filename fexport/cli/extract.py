@@ -41,7 +41,9 @@ def extract(
     workers: Annotated[int, typer.Option(min=1, help="Image decoders (threads or processes).")]
     = library_default(FeatureExtractor, "workers"),
     decode: Annotated[str, typer.Option(
-        help="threads, or processes: decoding past Python's GIL, for many cores feeding a GPU.")]
+        help="threads, or processes: decoding past Python's GIL, for many cores feeding a GPU; "
+             "or gpu: JPEGs decoded on the GPU (the gpu-decode extra; not Keras-exact, check "
+             "it with fexport verify-decode --decode gpu).")]
     = library_default(FeatureExtractor, "decode"),
     decode_quality: DecodeQuality = library_default(FeatureExtractor, "decode_quality"),
     on_error: Annotated[str, typer.Option(help="skip: record bad files and go on; fail: stop.")]
@@ -208,6 +210,7 @@ def doctor(as_json: Json = False):
                f"{', '.join(ort['providers'])}")
     for label, state in found.cuda_libraries.items():
         typer.echo(f"{label:<13} {state}")
+    typer.echo(f"nvImageCodec  {found.gpu_decode['state']} (--decode gpu)")
     typer.echo(f"cpu           {found.cpu['name']}, {found.cpu['usable_cores']} usable of "
                f"{found.cpu['logical_cores']} logical cores; "
                f"{', '.join(found.cpu['flags']) or 'no AVX-512/AMX/VNNI'}")
@@ -225,25 +228,33 @@ def verify_decode(
     device: Device = library_default(FeatureExtractor, "device"),
     backend: Backend = library_default(FeatureExtractor, "backend"),
     threads: Threads = library_default(FeatureExtractor, "threads"),
+    decode: Annotated[str, typer.Option(
+        help="The decoding compared with exact: fast (--decode-quality fast) or gpu (--decode "
+             "gpu, where it runs).")] = library_default(decode_quality.compare, "candidate"),
     as_json: Json = False,
 ):
-    """Compare --decode-quality fast with exact on your images: feature cosine and speed.
+    """Compare fast (or GPU) decoding with exact on your images: feature cosine and speed.
 
-    Exits 1 when the lowest cosine is under --min-cosine."""
+    --decode fast is --decode-quality fast; --decode gpu is extract's --decode gpu. Exits 1
+    when the lowest cosine is under --min-cosine."""
     from fexport.errors import VerificationError
 
     found = decode_quality.compare(model_file, inputs, batch_size=batch_size, device=device,
-                                   backend=backend, threads=threads, min_cosine=min_cosine)
+                                   backend=backend, threads=threads, min_cosine=min_cosine,
+                                   candidate=decode)
     if as_json:
         print_json(found.to_dict())
     else:
         typer.echo("\n".join(found.lines()))
     if not found.passed:
-        raise VerificationError(f"fast decoding gave min cosine {found.min_cosine:.5f} to "
+        raise VerificationError(f"{decode} decoding gave min cosine {found.min_cosine:.5f} to "
                                 f"exact, under {found.min_cosine_required:g}: keep "
-                                "--decode-quality exact for this model and these images")
+                                f"{KEEP_EXACT.get(decode, 'exact decoding')} for this model "
+                                "and these images")
 
 
+# What verify-decode's failure tells one to keep, by the decoding it compared.
+KEEP_EXACT = {"fast": "--decode-quality exact", "gpu": "--decode threads or processes"}
 # The commands this module adds to the CLI, by name.
 COMMANDS = {
     "extract": extract,

@@ -53,6 +53,18 @@ class OnnxRuntimeBackend(Backend):
         more on the host (an H200, VGG16 FP16 at batch 256: 4360 images/s against 4757)."""
         return self.session.run([self.outputs[0].name], {self.inputs[0].name: batch})[0]
 
+    def run_on_device(self, batch) -> np.ndarray:
+        """One batch already in the device's memory (a device_batches.DeviceBatch, from
+        `--decode gpu`), bound as the input by I/O binding: no copy to or from the host on the
+        way in; the features come back to the host. Only for device batches: a host batch is
+        faster through `run` (see there)."""
+        binding = self.session.io_binding()
+        binding.bind_input(self.inputs[0].name, batch.device, batch.device_id, batch.dtype,
+                           [batch.filled, *batch.shape], batch.pointer())
+        binding.bind_output(self.outputs[0].name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return batch.select(binding.copy_outputs_to_cpu()[0])
+
     def bare_call(self):
         run, outputs, feed = self.session.run, [self.outputs[0].name], self.inputs[0].name
         return lambda batch: run(outputs, {feed: batch})

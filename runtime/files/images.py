@@ -276,10 +276,10 @@ def _resize(image: Image.Image, options: LoadOptions) -> Image.Image:
     resample = RESAMPLING[options.resample]
     if not options.keep_aspect:
         return image.resize(size, resample)
-    return image.resize(size, resample, box=_center_crop_box(image.size, size))
+    return image.resize(size, resample, box=center_crop_box(image.size, size))
 
 
-def _center_crop_box(image_size, target_size):
+def center_crop_box(image_size, target_size):
     """The largest centered box with the target's aspect ratio, computed as Keras does."""
     (width, height), (target_w, target_h) = image_size, target_size
     crop_h = min(height, (width * target_h) // target_w)

@@ -113,3 +113,24 @@ def test_the_gpu_sampler_says_why_it_has_no_samples_on_a_host_without_a_gpu():
     assert summary["samples"] == 0 and summary["source"] == "nvidia-smi"
     assert summary["error"].startswith("FileNotFoundError")
     assert not sampler._thread.is_alive()  # ended, not left querying
+
+
+def test_gpu_decoding_rows_report_the_fallbacks_or_why_not_timed():
+    found = {"images_per_s": 4100.0, "gpu": 500, "cpu_fallback": 12,
+             "reasons": {"a progressive JPEG": 12}}
+    assert gpu._gpu_decode_lines(found) == [
+        "With --decode gpu (nvImageCodec, batches kept on the GPU): 4100 images/s; 500 files "
+        "decoded on the GPU, 12 on the CPU (12 a progressive JPEG)."]
+    assert gpu._gpu_decode_lines({"skipped": "MissingDependencyError: no"}) == [
+        "With --decode gpu: not timed (MissingDependencyError: no)."]
+    assert gpu._gpu_decode_lines(None) == []
+
+
+def test_the_timed_runs_tally_leaves_the_warm_up_out():
+    before = {"gpu": 250, "cpu_fallback": 6, "reasons": {"a progressive JPEG": 6}}
+    after = {"gpu": 750, "cpu_fallback": 19,
+             "reasons": {"a progressive JPEG": 18, "not a JPEG (PNG)": 1}}
+    assert gpu._since(before, after) == {
+        "gpu": 500, "cpu_fallback": 13,
+        "reasons": {"a progressive JPEG": 12, "not a JPEG (PNG)": 1}}
+    assert gpu._since(None, None) is None
