@@ -73,8 +73,18 @@ def _run(extractor, items, output, run: Run) -> Summary:
     with timing(stages, "write"):
         written = _finish(store, records, shape)
     stages.total = time.perf_counter() - started
-    return _summary(records, len(keys), written, shape, resumed=resumed, ran=str(extractor.ran),
+    return _summary(records, len(keys), written, shape, resumed=resumed, ran=_ran(extractor),
                     stages=stages, seconds=stages.total)
+
+
+def _ran(extractor) -> str:
+    """What ran; with decode="gpu", also where the images were decoded and why not on the GPU."""
+    decoded = extractor.decoded
+    if decoded is None:
+        return str(extractor.ran)
+    why = ", ".join(f"{reason} {count}" for reason, count in sorted(decoded["reasons"].items()))
+    return (f"{extractor.ran}; {decoded['gpu']} decoded on the GPU, {decoded['cpu_fallback']} "
+            f"on the CPU" + (f" ({why})" if why else ""))
 
 
 def _extract_the_rest(extractor, items, records, run: Run, store, stages) -> None:

@@ -230,3 +230,17 @@ def test_the_stored_identity_names_decode_quality_only_when_fast(tiny_model):
     assert "decode_quality" not in exact["load"]
     fast = local.identity(FeatureExtractor(tiny_model, decode_quality="fast"), ["a"], 4)
     assert fast["load"]["decode_quality"] == "fast"
+
+
+def test_the_summary_says_where_gpu_decoding_fell_back_to_the_cpu(tiny):
+    """With decode="gpu" the run's `ran` adds the tally (FeatureExtractor.decoded); with the
+    other decoders it is what ran, as before."""
+    from types import SimpleNamespace
+
+    from fexport.runtime.engines import local
+
+    assert local._ran(tiny) == str(tiny.ran)
+    gpu = SimpleNamespace(ran="onnxruntime cuda fp16", decoded={
+        "gpu": 950, "cpu_fallback": 50, "reasons": {"progressive JPEG": 20, "PNG": 30}})
+    assert local._ran(gpu) == ("onnxruntime cuda fp16; 950 decoded on the GPU, 50 on the CPU "
+                               "(PNG 30, progressive JPEG 20)")
