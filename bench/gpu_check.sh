@@ -9,7 +9,7 @@
 # The machine has the CUDA 13 libraries (PyTorch's nvidia-* wheels) but no onnxruntime-gpu, no
 # TensorFlow and no package index; each step below is bounded so one failure leaves the rest.
 # TensorRT (--device tensorrt, the suite's TensorRT FP16 and INT8 rows) runs only where its
-# libraries are there: its wheel (about 1 GB) cannot be carried, so the tensorrt step says why
+# libraries are there: they are hundreds of MB and cannot be carried, so the tensorrt step says why
 # not, and the suite lists TensorRT under "Not timed" with the reason.
 # --decode gpu (nvImageCodec; the suite's end-to-end "--decode gpu" rows) runs where
 # nvidia.nvimgcodec imports: carry it unpacked in .gpu/nvimgcodec (here: pip download --no-deps
