@@ -8,7 +8,8 @@ The GPU machine has no package index and takes at most 64 MiB a call. onnxruntim
 no PTX). Only the target's entries are kept; the others are zeroed in place, which keeps every
 offset in the library valid and compresses to nothing, and the CUDA driver only reads the entry
 for the GPU it runs on. The provider alone then packs to 52 MB (xz): one call carries it
-(part1), the next the rest (part2).
+(part1), the next the rest (part2), with nvImageCodec and nvJPEG for `--decode gpu`
+(nvimgcodec.tar.xz) and the models.
 
 The models: VGG16 and ResNet50 export here (TensorFlow is not there) with random weights, which
 travel as skeletons (the large weight tensors emptied, 1 MB) and are filled there with seeded
@@ -31,6 +32,8 @@ import numpy as np
 
 ORT_GPU = "onnxruntime-gpu==1.31.1"  # built for CUDA 13 and cuDNN 9, as the GPU image has
 PYTHON = "3.12"  # the GPU image's python3
+# The gpu-decode extra's wheels for CUDA 13.0 (the GPU image's driver 580): 25 MB and 3.7 MB.
+GPU_DECODE = ("nvidia-nvimgcodec-cu13==0.9.0.20", "nvidia-nvjpeg==13.0.2.28")
 PROVIDER = "onnxruntime/capi/libonnxruntime_providers_cuda.so"
 FATBIN_MAGIC = struct.pack("<I", 0xBA55ED50)
 HOPPER = 90  # the H100 and H200: compute capability 9.0
@@ -85,6 +88,19 @@ def pack_runtime(wheel: Path, out: Path) -> None:
         _write_tar(out / "ort-part2.tar.xz",
                    {n: archive.read(n) for n in names if n != PROVIDER and not n.endswith("/")})
     print(f"{PROVIDER}: kept {kept / 1e6:.1f} MB of sm_{HOPPER} kernels")
+
+
+def pack_gpu_decode(cache: Path, out: Path) -> None:
+    """nvimgcodec.tar.xz: nvImageCodec and nvJPEG (the gpu-decode extra) unpacked, for
+    `--decode gpu` there (bench/gpu_check.sh puts them in .gpu/nvimgcodec)."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(cache),
+                    *GPU_DECODE], check=True)
+    files = {}
+    for pattern in ("nvidia_nvimgcodec_cu13-*.whl", "nvidia_nvjpeg-*.whl"):
+        with zipfile.ZipFile(next(cache.glob(pattern))) as archive:
+            files.update({n: archive.read(n) for n in archive.namelist()
+                          if not n.endswith("/") and ".dist-info/" not in n})
+    _write_tar(out / "nvimgcodec.tar.xz", files)
 
 
 def _write_tar(path: Path, files: dict) -> None:
@@ -165,6 +181,7 @@ def main(argv=None) -> int:
         return 0
     args.folder.mkdir(parents=True, exist_ok=True)
     pack_runtime(download_wheel(args.folder / "cache"), args.folder)
+    pack_gpu_decode(args.folder / "cache", args.folder)
     (args.folder / "models").mkdir(exist_ok=True)
     export_models(args.folder / "models", args.folder / "cache")
     return 0

@@ -3,8 +3,8 @@
 #
 #   here:  python -m fexport.bench.gpu_carry .gpu       # packs onnxruntime-gpu and the models
 #   there: bash bench/gpu_check.sh unpack               # call 1, carrying .gpu/ort-part1.tar.xz
-#   there: bash bench/gpu_check.sh                      # call 2, carrying .gpu/ort-part2.tar.xz
-#                                                       #         and .gpu/models
+#   there: bash bench/gpu_check.sh                      # call 2, carrying .gpu/ort-part2.tar.xz,
+#                                                       #   .gpu/nvimgcodec.tar.xz and .gpu/models
 #   there: bash bench/gpu_check.sh suite                # call 2 for the timing suite alone
 # The machine has the CUDA 13 libraries (PyTorch's nvidia-* wheels) but no onnxruntime-gpu, no
 # TensorFlow and no package index; each step below is bounded so one failure leaves the rest.
@@ -12,9 +12,9 @@
 # libraries are there: they are hundreds of MB and cannot be carried, so the tensorrt step says why
 # not, and the suite lists TensorRT under "Not timed" with the reason.
 # --decode gpu (nvImageCodec; the suite's end-to-end "--decode gpu" rows) runs where
-# nvidia.nvimgcodec imports: carry it unpacked in .gpu/nvimgcodec (here: pip download --no-deps
-# nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg, then unzip both wheels there; nvImageCodec's is 25 MB),
-# else the gpu-decode step and the suite say why not.
+# nvidia.nvimgcodec imports: gpu_carry packs it with nvJPEG in .gpu/nvimgcodec.tar.xz (10.5 MB,
+# carried with part2), unpacked into .gpu/nvimgcodec; else the gpu-decode step and the suite
+# say why not.
 # Everything it prints, and the suite's results, land in $OUT.
 set -u
 ROOT=$(pwd)
@@ -29,6 +29,11 @@ unpack() {
 filter='tar')" "$part" "$SITE" && touch "$part.done" && echo "unpacked $part"
     fi
   done
+  if [ -f .gpu/nvimgcodec.tar.xz ] && [ ! -f .gpu/nvimgcodec.tar.xz.done ]; then  # gpu_carry's
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], \
+filter='tar')" .gpu/nvimgcodec.tar.xz "$ROOT/.gpu/nvimgcodec" && \
+      touch .gpu/nvimgcodec.tar.xz.done && echo "unpacked .gpu/nvimgcodec.tar.xz"
+  fi
   ls -la "$SITE/onnxruntime/capi" 2>&1 | tail -8
 }
 
@@ -57,8 +62,8 @@ fi
 unpack
 NVIDIA=$(python3 -c "import nvidia, os; print(list(nvidia.__path__)[0])")
 export LD_LIBRARY_PATH=$(find "$NVIDIA" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
-if [ -d "$ROOT/.gpu/nvimgcodec/nvidia/nvjpeg/lib" ]; then  # nvJPEG's wheel, carried beside it
-  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$ROOT/.gpu/nvimgcodec/nvidia/nvjpeg/lib
+if [ -d "$ROOT/.gpu/nvimgcodec/nvidia/cu13/lib" ]; then  # nvJPEG's wheel, carried beside it
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$ROOT/.gpu/nvimgcodec/nvidia/cu13/lib
 fi
 step 120 install python3 -m pip install -q --no-index --no-deps --upgrade --target "$ROOT/.gpu/fexport" \
   .gpu/wheel/fexport-*.whl  # built here: pip wheel --no-deps -w .gpu/wheel .
