@@ -27,6 +27,8 @@ CHUNK = 65536
 
 @dataclass(frozen=True)
 class Listing:
+    """A spooled listing: its file, how many inputs it holds, and their hash."""
+
     path: str
     count: int
     sha256: str  # over every key's bytes, each followed by a NUL (no name holds one)
@@ -58,6 +60,7 @@ def spool(keys: Iterable[str], path) -> Listing:
 
 
 def _chunks(keys):
+    """`keys` in lists of CHUNK, the last one shorter (itertools.batched is Python 3.12's)."""
     chunk = []
     for key in keys:
         chunk.append(key)
