@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
 
 from fexport.errors import DeviceError
+
+from ..files import digests
 
 TENSORRT = "TensorrtExecutionProvider"
 # What the provider library (libonnxruntime_providers_tensorrt.so) needs of TensorRT 10, in the
@@ -57,12 +58,8 @@ def file_sha256(path) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path, size, mtime_ns) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _sha256(path, size, mtime_ns) -> str:  # size and mtime: a changed file is read again
+    return digests.file_sha256(path)
 
 
 def provider_options(precision: str, folder: Path) -> dict:

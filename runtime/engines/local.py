@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from fexport.errors import ImageError
 
-from ..files import atomic, images, lock, sinks
+from ..files import atomic, digests, images, lock, sinks
 from ..files.inputs import expand
 from ..files.store import Record, ShardStore
 from ..on_error import FAIL
@@ -110,10 +110,10 @@ def _finish(store, records, shape) -> list[str]:
 
 def identity(extractor, keys, batch_size) -> dict:
     """Everything that decides the output's bytes, so a resumed run can be checked against it."""
-    return {"store_format": STORE_FORMAT, "model_sha256": resume.file_sha256(extractor.path),
+    return {"store_format": STORE_FORMAT, "model_sha256": digests.file_sha256(extractor.path),
             "device": extractor.device, "threads": extractor.threads, "ran": str(extractor.ran),
             "load": _load_identity(extractor.load_options), "batch_size": int(batch_size),
-            "inputs": len(keys), "inputs_sha256": resume.sha256(json.dumps(keys).encode())}
+            "inputs": len(keys), "inputs_sha256": digests.sha256(json.dumps(keys).encode())}
 
 
 def _load_identity(options) -> dict:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from fexport.errors import ImageError
 
-from ..files import sinks
+from ..files import digests, sinks
 from ..on_error import FAIL
-from . import resume
 from .base import Summary
 
 STORE_FORMAT = "ray-2"  # ray-2: the listing spooled to inputs.parquet, failures with their key
@@ -29,7 +28,7 @@ SETTINGS = {"store_format": "the store format (another engine, or a different fe
 def identity(model_bytes: bytes, listing, options: dict, rows_per_shard, run) -> dict:
     """Everything that decides the output's bytes and its shard boundaries; `listing` is the
     spooled input list (files/listing.py)."""
-    return {"store_format": STORE_FORMAT, "model_sha256": resume.sha256(model_bytes),
+    return {"store_format": STORE_FORMAT, "model_sha256": digests.sha256(model_bytes),
             "options": json.loads(json.dumps(options, sort_keys=True, default=str)),
             "batch_size": int(run.batch_size), "rows_per_shard": rows_per_shard,
             "inputs": listing.count, "inputs_sha256": listing.sha256}

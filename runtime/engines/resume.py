@@ -3,7 +3,6 @@ engine: each setting compared, and a difference refused in the words a user know
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -55,28 +54,14 @@ def _describe_change(name, stored, identity, store, keys) -> str:
 
 def _first_difference(old, new) -> tuple[int, str, str]:
     """(index, the old key there, the new one) where two key lists, or listings read as they
-    go (files/listing.py), first differ; "(none)" for the side that has ended."""
-    for index, (then, now) in enumerate(itertools.zip_longest(_keys_of(old), _keys_of(new))):
+    go (files/listing.py iterates its keys), first differ; "(none)" for the side that has
+    ended."""
+    for index, (then, now) in enumerate(itertools.zip_longest(old, new)):
         if then != now:
             return index, _shown(then), _shown(now)
     return 0, "(none)", "(none)"  # the same keys: only the hash's format differs
 
 
-def _keys_of(keys):
-    return keys.keys() if hasattr(keys, "keys") else keys
-
-
 def _shown(key) -> str:
     return "(none)" if key is None else repr(key)
 
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -33,6 +33,9 @@ class Listing:
     count: int
     sha256: str  # over every key's bytes, each followed by a NUL (no name holds one)
 
+    def __iter__(self) -> Iterator[str]:
+        return self.keys()
+
     def keys(self) -> Iterator[str]:
         """The keys in order, a row group at a time."""
         for table in self.tables(["file"]):
